@@ -1,0 +1,672 @@
+"""The header de-identification engine: PS3.15 Annex E applied to one dataset.
+
+Stateless per file: everything that must be consistent across files (pseudonyms, UIDs, date
+offsets) is derived from the original values with the key, so files can be processed in any
+order, on any machine. The engine walks every element at every sequence depth once, deciding
+by tag from a rule table compiled once per policy; values are only decoded when an action
+needs them, which keeps it close to the speed of a plain read and write.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from pydicom.datadict import dictionary_VR
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
+from pydicom.uid import UID_dictionary
+
+from radguard import __version__
+from radguard.deid.dates import BadTemporalValue, aggregate_age, shift_da_multi, shift_dt_multi
+from radguard.deid.dummy import dummy_for
+from radguard.deid.pseudonym import Pseudonymizer
+from radguard.deid.text import TextCleaner
+from radguard.profile.iod import load_iod_types, resolve
+from radguard.profile.options import BASIC_PROFILE_CODE, PRECEDENCE, Action, Option
+from radguard.profile.safe_private import SafePrivate, load_safe_private
+from radguard.profile.table import (
+    CURVE_ROW,
+    OVERLAY_COMMENTS_ROW,
+    OVERLAY_DATA_ROW,
+    PRIVATE_ROW,
+    load_table,
+)
+from radguard.settings import Granularity, OverrideAction, Policy
+
+# radguard's implementation class UID: a 2.25 UID from a fixed name (PS3.5 B.2).
+IMPLEMENTATION_UID = "2.25.287017146378066178232618734232417389201"
+IMPLEMENTATION_VERSION = f"RADGUARD_{__version__.replace('.', '')}"[:16]
+
+_TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "AE"})
+_DATE_VRS = frozenset({"DA", "DT", "TM"})
+_CODE_ATTRIBUTES = frozenset({
+    0x00080100, 0x00080102, 0x00080103, 0x00080104, 0x00080119, 0x00080120,  # code parts
+    0x0040A040, 0x0040A010, 0x0040A050,  # ValueType, RelationshipType, ContinuityOfContent
+})
+_PATIENT_ID = 0x00100020
+_PATIENT_NAME = 0x00100010
+_PIXEL_DATA = 0x7FE00010
+_PRIVATE_CREATOR_ELEMENTS = range(0x10, 0x100)
+
+# Attributes whose values are collected (before any change) to clean free text.
+_IDENTIFYING_KEYWORDS = (
+    "PatientID", "OtherPatientIDs", "AccessionNumber", "AdmissionID", "IssuerOfPatientID",
+    "MedicalRecordLocator", "RequestedProcedureID", "PerformedProcedureStepID",
+    "ScheduledProcedureStepID", "PlacerOrderNumberImagingServiceRequest",
+    "FillerOrderNumberImagingServiceRequest", "StudyID", "PatientAddress",
+    "PatientTelephoneNumbers", "RegionOfResidence", "MilitaryRank", "BranchOfService",
+    "PersonAddress", "PersonTelephoneNumbers", "ReferringPhysicianAddress",
+    "ReferringPhysicianTelephoneNumbers", "ClinicalTrialSubjectID",
+    "ClinicalTrialSubjectReadingID", "PatientBirthDate", "StudyDate", "SeriesDate",
+    "AcquisitionDate", "ContentDate", "PatientInsurancePlanCodeSequence",
+)
+_INSTITUTION_KEYWORDS = ("InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName")
+_DEVICE_KEYWORDS = ("DeviceSerialNumber", "StationName")
+
+
+class Mode(enum.Enum):
+    """How attributes that Table E.1-1 does not list are treated inside a sequence."""
+
+    KEEP = "keep"  # ordinary dataset: unlisted attributes are kept (text scrubbed of identifiers)
+    CLEAN = "clean"  # inside a C sequence (e.g. SR content): unlisted text is cleaned
+    DUMMY = "dummy"  # inside a D sequence: unlisted text and dates become dummies
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """The action for one attribute and where it came from (for ``radguard explain``)."""
+
+    action: Action
+    source: str
+    option: Option | None = None
+    dates: bool = False  # the row is governed by the longitudinal-temporal options
+
+
+@dataclass
+class TraceLine:
+    path: str
+    name: str
+    original: str
+    action: str
+    rule: str
+    result: str
+
+
+@dataclass
+class Outcome:
+    """What the engine did to one dataset."""
+
+    patient_pseudonym: str = ""
+    patient_key: str = ""
+    date_offset_days: int = 0
+    mappings: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, original, new)
+    notes: list[str] = field(default_factory=list)
+    trace: list[TraceLine] | None = None
+
+
+def mask(value: Any) -> str:
+    """A masked rendering of an original value, safe to print."""
+    text = str(value)
+    if not text:
+        return "''"
+    if len(text) <= 2:
+        return "*" * len(text)
+    return f"{text[0]}{'*' * min(len(text) - 1, 10)} ({len(text)} chars)"
+
+
+@dataclass(frozen=True)
+class CompiledRules:
+    """Per-policy lookup tables, compiled once and reused for every file."""
+
+    by_tag: dict[int, Rule]
+    private: Rule
+    curve: Rule
+    overlay_data: Rule
+    overlay_comments: Rule
+    overrides: dict[tuple[int, ...], list[Any]]
+
+
+@lru_cache(maxsize=8)
+def compile_rules(options: frozenset[Option], overrides: tuple[Any, ...]) -> CompiledRules:
+    table = load_table()
+    by_tag: dict[int, Rule] = {}
+    special: dict[str, Rule] = {}
+    for row in table:
+        action, option = row.action(options)
+        dates_row = Option.RETAIN_LONGITUDINAL_MODIFIED_DATES in row.options
+        rule = Rule(action, f"E.1-1 {row.tag} {row.name}", option, dates_row)
+        if row.id in (PRIVATE_ROW, CURVE_ROW, OVERLAY_DATA_ROW, OVERLAY_COMMENTS_ROW):
+            special[row.id] = rule
+        else:
+            by_tag[int(row.id, 16)] = rule
+    grouped: dict[tuple[int, ...], list[Any]] = {}
+    for override in overrides:
+        grouped.setdefault(override.path, []).append(override)
+    return CompiledRules(by_tag, special[PRIVATE_ROW], special[CURVE_ROW],
+                         special[OVERLAY_DATA_ROW], special[OVERLAY_COMMENTS_ROW], grouped)
+
+
+@lru_cache(maxsize=4096)
+def _vr_of(tag: int) -> str:
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return "UN"
+
+
+def _unlisted_rule(vr: str, options: frozenset[Option]) -> Rule:
+    """Fail-closed rules for standard attributes Table E.1-1 does not list."""
+    if vr == "PN":
+        return Rule(Action.REMOVE_OR_ZERO, "radguard: unlisted person name")
+    if vr in ("DA", "DT"):
+        for option, action in ((Option.RETAIN_LONGITUDINAL_FULL_DATES, Action.KEEP),
+                               (Option.RETAIN_LONGITUDINAL_MODIFIED_DATES, Action.CLEAN)):
+            if option in options:
+                return Rule(action, "radguard: unlisted date", option, True)
+        return Rule(Action.REMOVE_OR_ZERO, "radguard: unlisted date", None, True)
+    if vr == "UI":
+        if Option.RETAIN_UIDS in options:
+            return Rule(Action.KEEP, "radguard: unlisted UID", Option.RETAIN_UIDS)
+        return Rule(Action.UID, "radguard: unlisted UID")
+    return _KEEP_UNLISTED
+
+
+_KEEP_UNLISTED = Rule(Action.KEEP, "not in E.1-1: kept")
+
+
+class Engine:
+    """Applies a :class:`Policy` to datasets with a pseudonym key."""
+
+    def __init__(self, policy: Policy, pseudonymizer: Pseudonymizer,
+                 safe_private: SafePrivate | None = None) -> None:
+        self.policy = policy
+        self.pseudo = pseudonymizer
+        self.options = policy.options
+        self.rules = compile_rules(policy.options, policy.overrides)
+        self.safe_private = safe_private or load_safe_private()
+        self.iod_types = load_iod_types()
+        self._unlisted: dict[str, Rule] = {}
+        dates = policy.dates
+        self._date_range = (dates.shift_min_days, dates.shift_max_days)
+        self._granularity = dates.granularity
+
+    # -- public ---------------------------------------------------------------------------
+
+    def apply(self, ds: Dataset, *, trace: bool = False) -> Outcome:
+        """De-identify ``ds`` in place and return what was done."""
+        outcome = Outcome(trace=[] if trace else None)
+        patient_key = self._patient_key(ds)
+        outcome.patient_key = patient_key
+        outcome.patient_pseudonym = self.pseudo.patient(patient_key,
+                                                        self.policy.pseudonyms.patient_id)
+        low, high = self._date_range
+        outcome.date_offset_days = self.pseudo.date_offset_days(patient_key, low, high)
+        cleaner = TextCleaner(self._identifiers(ds), self.policy.text_patterns)
+        sop_class = str(ds.get("SOPClassUID", "") or "")
+        modality = str(ds.get("Modality", "") or "").upper()
+        walk = _Walk(self, outcome, cleaner, self.iod_types.iod_for(sop_class), modality,
+                     sop_class)
+        walk.dataset(ds, (), Mode.KEEP)
+        self._record_keeping(ds, outcome)
+        self._rebuild_meta(ds)
+        return outcome
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def unlisted(self, vr: str) -> Rule:
+        rule = self._unlisted.get(vr)
+        if rule is None:
+            rule = self._unlisted[vr] = _unlisted_rule(vr, self.options)
+        return rule
+
+    @staticmethod
+    def _patient_key(ds: Dataset) -> str:
+        """The original identity that pseudonyms and the date offset derive from.
+
+        Patient ID when present; else name and birth date; else the study (so at least the
+        files of one study stay together).
+        """
+        pid = str(ds.get("PatientID", "") or "").strip()
+        if pid:
+            return f"id:{pid}"
+        name = str(ds.get("PatientName", "") or "").strip()
+        birth = str(ds.get("PatientBirthDate", "") or "").strip()
+        if name:
+            return f"name:{name}|{birth}"
+        return f"study:{str(ds.get('StudyInstanceUID', '') or '').strip()}"
+
+    def _identifiers(self, ds: Dataset) -> list[str]:
+        values: list[str] = []
+
+        def add(value: Any) -> None:
+            if value is None:
+                return
+            if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+                for v in value:
+                    add(v)
+                return
+            text = str(value).strip()
+            if text:
+                values.append(text)
+                if "^" in text:  # person name: its components too
+                    values.extend(p for p in text.replace("=", "^").split("^") if len(p) > 1)
+
+        keywords: list[str] = list(_IDENTIFYING_KEYWORDS)
+        if Option.RETAIN_INSTITUTION_IDENTITY not in self.options:
+            keywords.extend(_INSTITUTION_KEYWORDS)
+        if Option.RETAIN_DEVICE_IDENTITY not in self.options:
+            keywords.extend(_DEVICE_KEYWORDS)
+        for keyword in keywords:
+            element = ds.get(keyword)
+            if element is not None and not isinstance(element, Sequence):
+                add(element)
+
+        def names(dataset: Dataset, depth: int) -> None:
+            # Only PN, SQ and Patient ID elements are decoded; the rest stay raw (fast path).
+            for tag in dataset.keys():
+                if tag.is_private:
+                    continue
+                raw_vr = getattr(dataset.get_item(tag), "VR", None) or _vr_of(tag)
+                if raw_vr == "PN" or tag == _PATIENT_ID:
+                    add(dataset[tag].value)
+                elif raw_vr == "SQ" and depth < 8:
+                    for item in dataset[tag].value:
+                        names(item, depth + 1)
+
+        names(ds, 0)
+        return values
+
+    def _record_keeping(self, ds: Dataset, outcome: Outcome) -> None:
+        # PS3.15 E.1.1: Patient Identity Removed, De-identification Method (+ Code Sequence)
+        ds.PatientIdentityRemoved = "YES"
+        applied = [o for o in PRECEDENCE if o in self.options]
+        method = [f"radguard {__version__}", "PS3.15 E.1-1 Basic Profile"]
+        method += [o.value for o in applied]
+        ds.DeidentificationMethod = [m[:64] for m in method]
+        codes = Sequence()
+        for value, meaning in [BASIC_PROFILE_CODE, *((o.code, o.meaning) for o in applied)]:
+            item = Dataset()
+            item.CodeValue = value
+            item.CodingSchemeDesignator = "DCM"
+            item.CodeMeaning = meaning
+            codes.append(item)
+        ds.DeidentificationMethodCodeSequence = codes
+        # PS3.3 C.12.1.1.7: Longitudinal Temporal Information Modified
+        if Option.RETAIN_LONGITUDINAL_FULL_DATES in self.options:
+            ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
+        elif Option.RETAIN_LONGITUDINAL_MODIFIED_DATES in self.options:
+            ds.LongitudinalTemporalInformationModified = "MODIFIED"
+        else:
+            ds.LongitudinalTemporalInformationModified = "REMOVED"
+
+    @staticmethod
+    def _rebuild_meta(ds: Dataset) -> None:
+        old = getattr(ds, "file_meta", None) or FileMetaDataset()
+        syntax = old.get("TransferSyntaxUID")
+        if syntax is None:
+            from pydicom.uid import (
+                ExplicitVRBigEndian,
+                ExplicitVRLittleEndian,
+                ImplicitVRLittleEndian,
+            )
+
+            if ds.is_implicit_VR is not False and ds.is_little_endian is not False:
+                syntax = ImplicitVRLittleEndian
+            elif ds.is_little_endian is False:
+                syntax = ExplicitVRBigEndian
+            else:
+                syntax = ExplicitVRLittleEndian
+        meta = FileMetaDataset()
+        meta.FileMetaInformationVersion = b"\x00\x01"
+        meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", "")
+        meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", "")
+        meta.TransferSyntaxUID = syntax
+        meta.ImplementationClassUID = IMPLEMENTATION_UID
+        meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+        ds.file_meta = meta
+
+
+class _Walk:
+    """One traversal of one dataset (kept separate so the Engine stays reusable)."""
+
+    def __init__(self, engine: Engine, outcome: Outcome, cleaner: TextCleaner,
+                 iod: str | None, modality: str, sop_class: str) -> None:
+        self.engine = engine
+        self.outcome = outcome
+        self.cleaner = cleaner
+        self.iod = iod
+        self.modality = modality
+        self.sop_class = sop_class
+        self.rules = engine.rules
+        self.trace = outcome.trace
+
+    # Each element: decide a rule, resolve combined codes, apply.
+    def dataset(self, ds: Dataset, path: tuple[int, ...], mode: Mode) -> None:
+        removed_overlays: set[int] = set()
+        private_creators: dict[int, str] = {}
+        for tag in list(ds.keys()):
+            if tag.is_private:
+                self._private(ds, tag, path, private_creators)
+                continue
+            group = tag >> 16
+            if 0x6000 <= group <= 0x601E and group % 2 == 0:
+                self._overlay(ds, tag, path, removed_overlays)
+                continue
+            if 0x5000 <= group <= 0x501E and group % 2 == 0:
+                self._apply(ds, tag, path, self.rules.curve, mode)
+                continue
+            rule = self.rules.by_tag.get(tag)
+            if rule is None:
+                rule = self.engine.unlisted(_vr_of(tag))
+            self._apply(ds, tag, path, rule, mode)
+        for group in removed_overlays:
+            for tag in [t for t in ds.keys() if t >> 16 == group]:
+                del ds[tag]
+
+    def _apply(self, ds: Dataset, tag: BaseTag, path: tuple[int, ...], rule: Rule,
+               mode: Mode) -> None:
+        full = (*path, int(tag))
+        overrides = self.rules.overrides
+        if overrides:
+            for key in (full, (int(tag),)):
+                for override in overrides.get(key, ()):
+                    if override.applies(self.modality, self.sop_class):
+                        self._override(ds, tag, full, override)
+                        return
+        if not path and tag in (_PATIENT_ID, _PATIENT_NAME):
+            self._identity(ds, tag)
+            return
+        action = rule.action
+        if action.is_combined:
+            path_key = "/".join(f"{t:08x}" for t in full)
+            action = resolve(action, self.engine.iod_types.type_of(self.iod, path_key))
+        if action is Action.KEEP and rule is _KEEP_UNLISTED and mode is not Mode.KEEP:
+            if tag in _CODE_ATTRIBUTES:
+                action = Action.KEEP
+            else:
+                vr = _vr_of(tag)
+                if mode is Mode.DUMMY and (vr in _TEXT_VRS or vr in _DATE_VRS):
+                    action = Action.DUMMY
+                elif mode is Mode.CLEAN and vr in _TEXT_VRS:
+                    action = Action.CLEAN
+        self._do(ds, tag, full, action, rule, mode)
+
+    def _do(self, ds: Dataset, tag: BaseTag, full: tuple[int, ...], action: Action,
+            rule: Rule, mode: Mode) -> None:
+        if action is Action.REMOVE:
+            self._log(ds, tag, full, action, rule, lambda: "(removed)")
+            del ds[tag]
+            return
+        elem = ds[tag]
+        vr = elem.VR
+        before = self._before(elem) if self.trace is not None else ""
+        if vr == "SQ":
+            if action is Action.REMOVE or action is Action.ZERO:
+                elem.value = Sequence()
+            else:
+                inner = {Action.DUMMY: Mode.DUMMY, Action.CLEAN: Mode.CLEAN}.get(action, mode)
+                for item in elem.value:
+                    self.dataset(item, full, inner)
+            self._record(full, elem, before, action, rule)
+            return
+        if action is Action.KEEP:
+            if rule is _KEEP_UNLISTED and vr in _TEXT_VRS and elem.value:
+                self._scrub_identifiers(elem)
+        elif action is Action.ZERO:
+            elem.value = None
+        elif action is Action.DUMMY:
+            elem.value = self._uid_values(elem.value) if vr == "UI" else dummy_for(vr)
+        elif action is Action.UID:
+            if vr == "UI":
+                elem.value = self._uid_values(elem.value)
+            else:
+                elem.value = None
+        elif action is Action.CLEAN:
+            self._clean(elem, rule)
+        else:  # pragma: no cover - every action is handled above
+            raise AssertionError(action)
+        self._record(full, elem, before, action, rule)
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def _identity(self, ds: Dataset, tag: BaseTag) -> None:
+        elem = ds[tag]
+        before = self._before(elem) if self.trace is not None else ""
+        fmt = self.engine.policy.pseudonyms
+        key = self.outcome.patient_key
+        if tag == _PATIENT_ID:
+            new = self.outcome.patient_pseudonym
+            if elem.value:
+                self.outcome.mappings.append(("patient_id", str(elem.value), new))
+        else:
+            new = self.engine.pseudo.patient(key, fmt.patient_name)
+            if elem.value:
+                self.outcome.mappings.append(("patient_name", str(elem.value), new))
+        elem.value = new
+        rule = Rule(Action.DUMMY, "radguard: keyed patient pseudonym")
+        self._record((int(tag),), elem, before, Action.DUMMY, rule)
+
+    def _uid_values(self, value: Any) -> Any:
+        if value is None or value == "":
+            return value
+        if isinstance(value, str):
+            return self._uid(value)
+        return [self._uid(str(v)) for v in value]
+
+    def _uid(self, uid: str) -> str:
+        uid = uid.strip().rstrip("\x00")
+        if not uid or uid in UID_dictionary:
+            return uid  # registered UIDs of the standard identify no one
+        return self.engine.pseudo.uid(uid)
+
+    def _clean(self, elem: Any, rule: Rule) -> None:
+        vr = elem.VR
+        value = elem.value
+        if value is None or value == "":
+            return
+        engine = self.engine
+        if vr in ("DA", "DT", "TM"):
+            days = self.outcome.date_offset_days
+            granularity = engine._granularity
+            try:
+                if vr == "DA":
+                    elem.value = shift_da_multi(str(value), days, granularity)
+                elif vr == "DT":
+                    elem.value = shift_dt_multi(str(value), days, granularity)
+                elif granularity is Granularity.YEAR:
+                    elem.value = None  # a time of day is an element of a date
+            except BadTemporalValue:
+                elem.value = None
+                self.outcome.notes.append(f"{elem.keyword or elem.tag}: unparseable date "
+                                          "emptied")
+            return
+        if vr == "AS":
+            try:
+                elem.value = aggregate_age(str(value), engine.policy.ages.aggregate_over)
+            except BadTemporalValue:
+                elem.value = None
+            return
+        if vr == "UI":
+            elem.value = self._uid_values(value)
+            return
+        if vr in _TEXT_VRS or vr in ("PN", "CS", "UR"):
+            if isinstance(value, str):
+                elem.value = self._fit(vr, self.cleaner.clean(value))
+            else:
+                elem.value = [self._fit(vr, self.cleaner.clean(str(v))) for v in value]
+            return
+        # Clean on a binary or numeric value: nothing textual to clean.
+
+    def _scrub_identifiers(self, elem: Any) -> None:
+        value = elem.value
+        if isinstance(value, str):
+            cleaned = self.cleaner.clean(value) if self.cleaner.find(value) else value
+            if cleaned != value:
+                elem.value = self._fit(elem.VR, cleaned)
+
+    @staticmethod
+    def _fit(vr: str, text: str) -> str:
+        limits = {"SH": 16, "LO": 64, "AE": 16, "CS": 16, "ST": 1024, "LT": 10240}
+        limit = limits.get(vr)
+        return text[:limit] if limit else text
+
+    def _private(self, ds: Dataset, tag: BaseTag, path: tuple[int, ...],
+                 creators: dict[int, str]) -> None:
+        element = tag & 0xFFFF
+        group = tag >> 16
+        if element < 0x10:  # group length or illegal: never needed
+            del ds[tag]
+            return
+        if element in _PRIVATE_CREATOR_ELEMENTS:
+            # A creator is kept only if an element of its block survives (checked after).
+            creator = str(ds[tag].value or "").strip()
+            creators[tag] = creator
+            if not self._block_survives(ds, group, element, creator):
+                self._log(ds, tag, (*path, int(tag)), Action.REMOVE, self.rules.private,
+                          lambda: "(removed)")
+                del ds[tag]
+            return
+        creator_tag = (group << 16) | (element >> 8)
+        creator = creators.get(creator_tag)
+        if creator is None:
+            creator_elem = ds.get(creator_tag)
+            creator = str(creator_elem.value).strip() if creator_elem is not None else ""
+        keep, why = self._private_decision(creator, group, element & 0xFF)
+        rule = Rule(Action.KEEP if keep else Action.REMOVE, why)
+        if not keep:
+            self._log(ds, tag, (*path, int(tag)), Action.REMOVE, rule, lambda: "(removed)")
+            del ds[tag]
+            return
+        elem = ds[tag]
+        before = self._before(elem) if self.trace is not None else ""
+        if elem.VR == "SQ":
+            for item in elem.value:
+                self.dataset(item, (*path, int(tag)), Mode.CLEAN)
+        self._record((*path, int(tag)), elem, before, Action.KEEP, rule)
+
+    def _block_survives(self, ds: Dataset, group: int, block: int, creator: str) -> bool:
+        low = (group << 16) | (block << 8)
+        for tag in ds.keys():
+            if low <= tag <= low + 0xFF and self._private_decision(creator, group,
+                                                                   tag & 0xFF)[0]:
+                return True
+        return False
+
+    def _private_decision(self, creator: str, group: int, offset: int) -> tuple[bool, str]:
+        if not creator:
+            return False, "private element without a private creator: removed"
+        upper = creator.upper()
+        for rule in self.engine.policy.private_rules:
+            if rule.creator == upper and rule.group == group and (
+                    not rule.elements or offset in rule.elements):
+                return rule.keep, f"policy private rule for {creator!r}"
+        if Option.RETAIN_SAFE_PRIVATE in self.engine.options:
+            if self.engine.safe_private.is_safe(creator, group, offset):
+                return True, "E.3.10-1 safe private attribute"
+            return False, "private attribute not in the safe-private dictionary"
+        return False, "E.1-1 private attributes: X"
+
+    def _overlay(self, ds: Dataset, tag: BaseTag, path: tuple[int, ...],
+                 removed: set[int]) -> None:
+        element = tag & 0xFFFF
+        group = tag >> 16
+        if element == 0x3000:
+            rule = self.rules.overlay_data
+            # PS3.15 E.3.3 Clean Graphics needs the pixel engine to read overlay bitmaps;
+            # without it the overlay cannot be shown to be free of text, so it goes.
+            if rule.action is Action.CLEAN:
+                self.outcome.notes.append("overlay removed: no engine to clean overlay text")
+            removed.add(group)
+            self._log(ds, tag, (*path, int(tag)), Action.REMOVE, rule, lambda: "(removed)")
+        elif element == 0x4000:
+            self._apply(ds, tag, path, self.rules.overlay_comments, Mode.KEEP)
+        elif element in (0x0022, 0x1500):  # Overlay Description, Overlay Label
+            self._apply(ds, tag, path, Rule(Action.CLEAN, "radguard: overlay text"), Mode.KEEP)
+
+    # -- explain ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _before(elem: Any) -> str:
+        if elem.VR == "SQ":
+            return f"{len(elem.value)} item(s)"
+        if elem.VR in ("OB", "OW", "OF", "OD", "OL", "OV", "UN"):
+            return f"<{len(elem.value or b'')} bytes>"
+        return mask(elem.value if elem.value is not None else "")
+
+    def _log(self, ds: Dataset, tag: BaseTag, full: tuple[int, ...], action: Action,
+             rule: Rule, result: Callable[[], str]) -> None:
+        if self.trace is None:
+            return
+        elem = ds[tag]
+        self.trace.append(TraceLine(_path_text(full), elem.keyword or elem.name,
+                                    self._before(elem), action.value, _rule_text(rule),
+                                    result()))
+
+    def _record(self, full: tuple[int, ...], elem: Any, before: str, action: Action,
+                rule: Rule) -> None:
+        if self.trace is None:
+            return
+        if elem.VR == "SQ":
+            after = f"{len(elem.value)} item(s)"
+        elif action in (Action.UID, Action.DUMMY) or (
+                action is Action.CLEAN and elem.VR in ("DA", "DT", "TM", "AS", "UI")):
+            after = str(elem.value)  # replacement values are not PHI
+        elif action is Action.KEEP:
+            after = "(kept)"
+        elif action is Action.ZERO:
+            after = "(empty)"
+        else:
+            after = "(cleaned)" if elem.value != before else "(unchanged)"
+        self.trace.append(TraceLine(_path_text(full), elem.keyword or elem.name, before,
+                                    action.value, _rule_text(rule), after))
+
+    def _override(self, ds: Dataset, tag: BaseTag, full: tuple[int, ...], override: Any) -> None:
+        rule = Rule(Action.KEEP, f"policy override {override.label}: {override.action.value}")
+        kind = override.action
+        if kind is OverrideAction.REMOVE:
+            self._do(ds, tag, full, Action.REMOVE, rule, Mode.KEEP)
+            return
+        elem = ds[tag]
+        before = self._before(elem) if self.trace is not None else ""
+        if kind is OverrideAction.KEEP:
+            if elem.VR == "SQ":
+                for item in elem.value:
+                    self.dataset(item, full, Mode.KEEP)
+            action = Action.KEEP
+        elif kind is OverrideAction.EMPTY:
+            elem.value = Sequence() if elem.VR == "SQ" else None
+            action = Action.ZERO
+        elif kind is OverrideAction.DUMMY:
+            self._do(ds, tag, full, Action.DUMMY, rule, Mode.KEEP)
+            return
+        elif kind is OverrideAction.CLEAN:
+            self._do(ds, tag, full, Action.CLEAN, rule, Mode.KEEP)
+            return
+        elif kind is OverrideAction.SHIFT:
+            self._clean(elem, rule)
+            action = Action.CLEAN
+        elif kind is OverrideAction.HASH:
+            if elem.VR == "UI":
+                elem.value = self._uid_values(elem.value)
+            elif elem.value not in (None, ""):
+                elem.value = self._fit(elem.VR, self.engine.pseudo.hash_text(str(elem.value)))
+            action = Action.DUMMY
+        else:  # REPLACE
+            elem.value = override.value
+            action = Action.DUMMY
+        self._record(full, elem, before, action, rule)
+
+
+def _path_text(full: Iterable[int]) -> str:
+    return "/".join(f"({t >> 16:04X},{t & 0xFFFF:04X})" for t in full)
+
+
+def _rule_text(rule: Rule) -> str:
+    if rule.option is not None:
+        return f"{rule.source} [{rule.option.value}]"
+    return rule.source
