@@ -143,7 +143,9 @@ def build(shared: Path) -> dict[str, object]:
         "title": "PS3.15 Table E.1-1 Application Level Confidentiality Profile Attributes",
         "edition": max(_edition(s) for s in sources),
         "generated_by": "scripts/gen_profile_table.py",
-        "sources": [{"file": s.name, "edition": _edition(s), "sha256": _sha256(s)} for s in sources],
+        "sources": [
+            {"file": s.name, "edition": _edition(s), "sha256": _sha256(s)} for s in sources
+        ],
         "rows": [rows[k] for k in sorted(rows)],
     }
 

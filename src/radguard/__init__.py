@@ -6,7 +6,7 @@ release, and vet the models trained on the data.
 
 __version__ = "0.1.0"
 
-from radguard.errors import (  # noqa: E402
+from radguard.errors import (
     KeyFileError,
     PolicyError,
     RadguardError,
@@ -14,7 +14,7 @@ from radguard.errors import (  # noqa: E402
     UnreadableInput,
     VaultError,
 )
-from radguard.settings import Policy, check_policy, load_policy  # noqa: E402
+from radguard.settings import Policy, check_policy, load_policy
 
 __all__ = [
     "KeyFileError",

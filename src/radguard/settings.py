@@ -233,8 +233,21 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
 
 
 _KNOWN_KEYS: dict[str, set[str]] = {
-    "": {"description", "profile", "pseudonyms", "dates", "ages", "overrides", "private",
-         "exclude", "text", "risk", "pixels", "faces", "__sources__"},
+    "": {
+        "description",
+        "profile",
+        "pseudonyms",
+        "dates",
+        "ages",
+        "overrides",
+        "private",
+        "exclude",
+        "text",
+        "risk",
+        "pixels",
+        "faces",
+        "__sources__",
+    },
     "profile": {"options", "add", "drop"},
     "pseudonyms": {"patient_id", "patient_name"},
     "dates": {"shift_min_days", "shift_max_days", "granularity"},
@@ -273,7 +286,11 @@ def _build(data: dict[str, Any], source: str, text: str, problems: list[str]) ->
                 continue
             for key in item:
                 if key not in keys and not (table == "" and key in _KNOWN_KEYS):
-                    bad(key, table, f"unknown key (known: {', '.join(sorted(keys - {'__sources__'}))})")
+                    bad(
+                        key,
+                        table,
+                        f"unknown key (known: {', '.join(sorted(keys - {'__sources__'}))})",
+                    )
 
     profile = data.get("profile", {})
     options: set[Option] = set()
@@ -288,13 +305,20 @@ def _build(data: dict[str, Any], source: str, text: str, problems: list[str]) ->
             options.discard(Option.parse(name))
         except ValueError as error:
             bad("drop", "profile", str(error))
-    if {Option.RETAIN_LONGITUDINAL_FULL_DATES, Option.RETAIN_LONGITUDINAL_MODIFIED_DATES} <= options:
-        bad("options", "profile", "choose one of retain-longitudinal-full-dates and "
-            "retain-longitudinal-modified-dates")
+    if {
+        Option.RETAIN_LONGITUDINAL_FULL_DATES,
+        Option.RETAIN_LONGITUDINAL_MODIFIED_DATES,
+    } <= options:
+        bad(
+            "options",
+            "profile",
+            "choose one of retain-longitudinal-full-dates and retain-longitudinal-modified-dates",
+        )
 
     pseudo_raw = data.get("pseudonyms", {})
-    pseudonyms = Pseudonyms(**{k: str(v) for k, v in pseudo_raw.items() if k in
-                               ("patient_id", "patient_name")})
+    pseudonyms = Pseudonyms(
+        **{k: str(v) for k, v in pseudo_raw.items() if k in ("patient_id", "patient_name")}
+    )
     for problem in pseudonyms.validate():
         bad(problem.split(":")[0].split(".")[1], "pseudonyms", problem.split(": ", 1)[1])
 
@@ -305,11 +329,16 @@ def _build(data: dict[str, Any], source: str, text: str, problems: list[str]) ->
     except ValueError:
         bad("granularity", "dates", "must be 'day' or 'year'")
         granularity = Granularity.DAY
-    lo, hi = dates_raw.get("shift_min_days", dates.shift_min_days), dates_raw.get(
-        "shift_max_days", dates.shift_max_days)
+    lo, hi = (
+        dates_raw.get("shift_min_days", dates.shift_min_days),
+        dates_raw.get("shift_max_days", dates.shift_max_days),
+    )
     if not (isinstance(lo, int) and isinstance(hi, int) and 0 <= lo <= hi <= 36500):
-        bad("shift_min_days", "dates", "shift_min_days and shift_max_days must be integers with "
-            "0 <= min <= max <= 36500")
+        bad(
+            "shift_min_days",
+            "dates",
+            "shift_min_days and shift_max_days must be integers with 0 <= min <= max <= 36500",
+        )
         lo, hi = dates.shift_min_days, dates.shift_max_days
     dates = Dates(lo, hi, granularity)
 
@@ -332,14 +361,25 @@ def _build(data: dict[str, Any], source: str, text: str, problems: list[str]) ->
         try:
             action = OverrideAction(item.get("action"))
         except ValueError:
-            bad("action", "overrides", f"{item.get('action')!r} is not one of "
-                + ", ".join(a.value for a in OverrideAction))
+            bad(
+                "action",
+                "overrides",
+                f"{item.get('action')!r} is not one of "
+                + ", ".join(a.value for a in OverrideAction),
+            )
             continue
         if action is OverrideAction.REPLACE and "value" not in item:
             bad("action", "overrides", f"replace needs a 'value' ({item.get('attribute')})")
-        overrides.append(Override(path, action, str(item.get("value", "")),
-                                  str(item.get("modality", "")), str(item.get("sop_class", "")),
-                                  str(item.get("attribute"))))
+        overrides.append(
+            Override(
+                path,
+                action,
+                str(item.get("value", "")),
+                str(item.get("modality", "")),
+                str(item.get("sop_class", "")),
+                str(item.get("attribute")),
+            )
+        )
 
     private_rules = []
     for item in data.get("private", []):
@@ -351,16 +391,22 @@ def _build(data: dict[str, Any], source: str, text: str, problems: list[str]) ->
             continue
         elements = item.get("elements", "*")
         try:
-            offsets = frozenset() if elements == "*" else frozenset(
-                int(str(e), 16) & 0xFF for e in elements)
+            offsets = (
+                frozenset()
+                if elements == "*"
+                else frozenset(int(str(e), 16) & 0xFF for e in elements)
+            )
         except ValueError:
             bad("elements", "private", "must be '*' or a list of 2-hex-digit element offsets")
             continue
         if item.get("action") not in ("keep", "remove"):
             bad("action", "private", "must be 'keep' or 'remove'")
             continue
-        private_rules.append(PrivateRule(str(creator).strip().upper(), int(group, 16), offsets,
-                                         item["action"] == "keep"))
+        private_rules.append(
+            PrivateRule(
+                str(creator).strip().upper(), int(group, 16), offsets, item["action"] == "keep"
+            )
+        )
 
     excl_raw = data.get("exclude", {})
     allow: set[Allowance] = set()
@@ -368,8 +414,11 @@ def _build(data: dict[str, Any], source: str, text: str, problems: list[str]) ->
         try:
             allow.add(Allowance(name))
         except ValueError:
-            bad("allow", "exclude", f"{name!r} is not one of "
-                + ", ".join(a.value for a in Allowance))
+            bad(
+                "allow",
+                "exclude",
+                f"{name!r} is not one of " + ", ".join(a.value for a in Allowance),
+            )
     patterns = tuple(str(p) for p in excl_raw.get("series_descriptions", []))
     text_patterns = tuple(str(p) for p in data.get("text", {}).get("patterns", []))
     for pattern in (*patterns, *text_patterns):

@@ -38,8 +38,9 @@ def shift_da_multi(value: str, days: int, granularity: Granularity) -> str:
     out = []
     for part in value.split("\\"):
         if "-" in part:
-            out.append("-".join(shift_da(p, days, granularity) if p else "" for p in
-                                part.split("-")))
+            out.append(
+                "-".join(shift_da(p, days, granularity) if p else "" for p in part.split("-"))
+            )
         else:
             out.append(shift_da(part, days, granularity))
     return "\\".join(out)

@@ -25,7 +25,7 @@ _DUMMIES: dict[str, Any] = {
     "OL": b"\x00" * 4,
     "OV": b"\x00" * 8,
     "OW": b"\x00\x00",
-    "PN": "ANONYMIZED",
+    "PN": "ANONYMIZED^",
     "SH": DUMMY_TEXT,
     "SL": 0,
     "SS": 0,

@@ -19,7 +19,7 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
-from pydicom.uid import UID_dictionary
+from pydicom.uid import UID_dictionary  # type: ignore[attr-defined]
 
 from radguard import __version__
 from radguard.deid.dates import BadTemporalValue, aggregate_age, shift_da_multi, shift_dt_multi
@@ -44,10 +44,30 @@ IMPLEMENTATION_VERSION = f"RADGUARD_{__version__.replace('.', '')}"[:16]
 
 _TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "AE"})
 _DATE_VRS = frozenset({"DA", "DT", "TM"})
-_CODE_ATTRIBUTES = frozenset({
-    0x00080100, 0x00080102, 0x00080103, 0x00080104, 0x00080119, 0x00080120,  # code parts
-    0x0040A040, 0x0040A010, 0x0040A050,  # ValueType, RelationshipType, ContinuityOfContent
-})
+_CODE_ATTRIBUTES = frozenset(
+    {
+        0x00080100,
+        0x00080102,
+        0x00080103,
+        0x00080104,
+        0x00080119,
+        0x00080120,  # code parts
+        0x0040A040,
+        0x0040A010,
+        0x0040A050,  # ValueType, RelationshipType, ContinuityOfContent
+    }
+)
+# UIDs that name definitions (coding schemes, context groups, templates), never instances.
+_DEFINITION_UIDS = frozenset(
+    {
+        0x0008010C,  # Coding Scheme UID
+        0x0008010D,  # Context Group Extension Creator UID
+        0x00080117,  # Context UID
+        0x00080118,  # Mapping Resource UID
+        0x0040DB0C,  # Template Extension Organization UID
+        0x0040DB0D,  # Template Extension Creator UID
+    }
+)
 _PATIENT_ID = 0x00100020
 _PATIENT_NAME = 0x00100010
 _PIXEL_DATA = 0x7FE00010
@@ -55,15 +75,35 @@ _PRIVATE_CREATOR_ELEMENTS = range(0x10, 0x100)
 
 # Attributes whose values are collected (before any change) to clean free text.
 _IDENTIFYING_KEYWORDS = (
-    "PatientID", "OtherPatientIDs", "AccessionNumber", "AdmissionID", "IssuerOfPatientID",
-    "MedicalRecordLocator", "RequestedProcedureID", "PerformedProcedureStepID",
-    "ScheduledProcedureStepID", "PlacerOrderNumberImagingServiceRequest",
-    "FillerOrderNumberImagingServiceRequest", "StudyID", "PatientAddress",
-    "PatientTelephoneNumbers", "RegionOfResidence", "MilitaryRank", "BranchOfService",
-    "PersonAddress", "PersonTelephoneNumbers", "ReferringPhysicianAddress",
-    "ReferringPhysicianTelephoneNumbers", "ClinicalTrialSubjectID",
-    "ClinicalTrialSubjectReadingID", "PatientBirthDate", "StudyDate", "SeriesDate",
-    "AcquisitionDate", "ContentDate", "PatientInsurancePlanCodeSequence",
+    "PatientID",
+    "OtherPatientIDs",
+    "AccessionNumber",
+    "AdmissionID",
+    "IssuerOfPatientID",
+    "MedicalRecordLocator",
+    "RequestedProcedureID",
+    "PerformedProcedureStepID",
+    "ScheduledProcedureStepID",
+    "PlacerOrderNumberImagingServiceRequest",
+    "FillerOrderNumberImagingServiceRequest",
+    "StudyID",
+    "PatientAddress",
+    "PatientTelephoneNumbers",
+    "RegionOfResidence",
+    "MilitaryRank",
+    "BranchOfService",
+    "PersonAddress",
+    "PersonTelephoneNumbers",
+    "ReferringPhysicianAddress",
+    "ReferringPhysicianTelephoneNumbers",
+    "ClinicalTrialSubjectID",
+    "ClinicalTrialSubjectReadingID",
+    "PatientBirthDate",
+    "StudyDate",
+    "SeriesDate",
+    "AcquisitionDate",
+    "ContentDate",
+    "PatientInsurancePlanCodeSequence",
 )
 _INSTITUTION_KEYWORDS = ("InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName")
 _DEVICE_KEYWORDS = ("DeviceSerialNumber", "StationName")
@@ -144,11 +184,19 @@ def compile_rules(options: frozenset[Option], overrides: tuple[Any, ...]) -> Com
             special[row.id] = rule
         else:
             by_tag[int(row.id, 16)] = rule
+    for tag in _DEFINITION_UIDS:
+        by_tag.setdefault(tag, _DEFINITION_RULE)
     grouped: dict[tuple[int, ...], list[Any]] = {}
     for override in overrides:
         grouped.setdefault(override.path, []).append(override)
-    return CompiledRules(by_tag, special[PRIVATE_ROW], special[CURVE_ROW],
-                         special[OVERLAY_DATA_ROW], special[OVERLAY_COMMENTS_ROW], grouped)
+    return CompiledRules(
+        by_tag,
+        special[PRIVATE_ROW],
+        special[CURVE_ROW],
+        special[OVERLAY_DATA_ROW],
+        special[OVERLAY_COMMENTS_ROW],
+        grouped,
+    )
 
 
 @lru_cache(maxsize=4096)
@@ -164,8 +212,10 @@ def _unlisted_rule(vr: str, options: frozenset[Option]) -> Rule:
     if vr == "PN":
         return Rule(Action.REMOVE_OR_ZERO, "radguard: unlisted person name")
     if vr in ("DA", "DT"):
-        for option, action in ((Option.RETAIN_LONGITUDINAL_FULL_DATES, Action.KEEP),
-                               (Option.RETAIN_LONGITUDINAL_MODIFIED_DATES, Action.CLEAN)):
+        for option, action in (
+            (Option.RETAIN_LONGITUDINAL_FULL_DATES, Action.KEEP),
+            (Option.RETAIN_LONGITUDINAL_MODIFIED_DATES, Action.CLEAN),
+        ):
             if option in options:
                 return Rule(action, "radguard: unlisted date", option, True)
         return Rule(Action.REMOVE_OR_ZERO, "radguard: unlisted date", None, True)
@@ -176,14 +226,16 @@ def _unlisted_rule(vr: str, options: frozenset[Option]) -> Rule:
     return _KEEP_UNLISTED
 
 
+_DEFINITION_RULE = Rule(Action.KEEP, "radguard: UID of a definition, not of an instance")
 _KEEP_UNLISTED = Rule(Action.KEEP, "not in E.1-1: kept")
 
 
 class Engine:
     """Applies a :class:`Policy` to datasets with a pseudonym key."""
 
-    def __init__(self, policy: Policy, pseudonymizer: Pseudonymizer,
-                 safe_private: SafePrivate | None = None) -> None:
+    def __init__(
+        self, policy: Policy, pseudonymizer: Pseudonymizer, safe_private: SafePrivate | None = None
+    ) -> None:
         self.policy = policy
         self.pseudo = pseudonymizer
         self.options = policy.options
@@ -202,15 +254,15 @@ class Engine:
         outcome = Outcome(trace=[] if trace else None)
         patient_key = self._patient_key(ds)
         outcome.patient_key = patient_key
-        outcome.patient_pseudonym = self.pseudo.patient(patient_key,
-                                                        self.policy.pseudonyms.patient_id)
+        outcome.patient_pseudonym = self.pseudo.patient(
+            patient_key, self.policy.pseudonyms.patient_id
+        )
         low, high = self._date_range
         outcome.date_offset_days = self.pseudo.date_offset_days(patient_key, low, high)
         cleaner = TextCleaner(self._identifiers(ds), self.policy.text_patterns)
         sop_class = str(ds.get("SOPClassUID", "") or "")
         modality = str(ds.get("Modality", "") or "").upper()
-        walk = _Walk(self, outcome, cleaner, self.iod_types.iod_for(sop_class), modality,
-                     sop_class)
+        walk = _Walk(self, outcome, cleaner, self.iod_types.iod_for(sop_class), modality, sop_class)
         walk.dataset(ds, (), Mode.KEEP)
         self._record_keeping(ds, outcome)
         self._rebuild_meta(ds)
@@ -307,7 +359,7 @@ class Engine:
     @staticmethod
     def _rebuild_meta(ds: Dataset) -> None:
         old = getattr(ds, "file_meta", None) or FileMetaDataset()
-        syntax = old.get("TransferSyntaxUID")
+        syntax: Any = old.get("TransferSyntaxUID")
         if syntax is None:
             from pydicom.uid import (
                 ExplicitVRBigEndian,
@@ -326,7 +378,7 @@ class Engine:
         meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", "")
         meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", "")
         meta.TransferSyntaxUID = syntax
-        meta.ImplementationClassUID = IMPLEMENTATION_UID
+        meta.ImplementationClassUID = IMPLEMENTATION_UID  # type: ignore[assignment]
         meta.ImplementationVersionName = IMPLEMENTATION_VERSION
         ds.file_meta = meta
 
@@ -334,8 +386,15 @@ class Engine:
 class _Walk:
     """One traversal of one dataset (kept separate so the Engine stays reusable)."""
 
-    def __init__(self, engine: Engine, outcome: Outcome, cleaner: TextCleaner,
-                 iod: str | None, modality: str, sop_class: str) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        outcome: Outcome,
+        cleaner: TextCleaner,
+        iod: str | None,
+        modality: str,
+        sop_class: str,
+    ) -> None:
         self.engine = engine
         self.outcome = outcome
         self.cleaner = cleaner
@@ -368,8 +427,9 @@ class _Walk:
             for tag in [t for t in ds.keys() if t >> 16 == group]:
                 del ds[tag]
 
-    def _apply(self, ds: Dataset, tag: BaseTag, path: tuple[int, ...], rule: Rule,
-               mode: Mode) -> None:
+    def _apply(
+        self, ds: Dataset, tag: BaseTag, path: tuple[int, ...], rule: Rule, mode: Mode
+    ) -> None:
         full = (*path, int(tag))
         overrides = self.rules.overrides
         if overrides:
@@ -396,8 +456,15 @@ class _Walk:
                     action = Action.CLEAN
         self._do(ds, tag, full, action, rule, mode)
 
-    def _do(self, ds: Dataset, tag: BaseTag, full: tuple[int, ...], action: Action,
-            rule: Rule, mode: Mode) -> None:
+    def _do(
+        self,
+        ds: Dataset,
+        tag: BaseTag,
+        full: tuple[int, ...],
+        action: Action,
+        rule: Rule,
+        mode: Mode,
+    ) -> None:
         if action is Action.REMOVE:
             self._log(ds, tag, full, action, rule, lambda: "(removed)")
             del ds[tag]
@@ -406,7 +473,7 @@ class _Walk:
         vr = elem.VR
         before = self._before(elem) if self.trace is not None else ""
         if vr == "SQ":
-            if action is Action.REMOVE or action is Action.ZERO:
+            if action is Action.ZERO:
                 elem.value = Sequence()
             else:
                 inner = {Action.DUMMY: Mode.DUMMY, Action.CLEAN: Mode.CLEAN}.get(action, mode)
@@ -482,8 +549,7 @@ class _Walk:
                     elem.value = None  # a time of day is an element of a date
             except BadTemporalValue:
                 elem.value = None
-                self.outcome.notes.append(f"{elem.keyword or elem.tag}: unparseable date "
-                                          "emptied")
+                self.outcome.notes.append(f"{elem.keyword or elem.tag}: unparseable date emptied")
             return
         if vr == "AS":
             try:
@@ -515,8 +581,9 @@ class _Walk:
         limit = limits.get(vr)
         return text[:limit] if limit else text
 
-    def _private(self, ds: Dataset, tag: BaseTag, path: tuple[int, ...],
-                 creators: dict[int, str]) -> None:
+    def _private(
+        self, ds: Dataset, tag: BaseTag, path: tuple[int, ...], creators: dict[int, str]
+    ) -> None:
         element = tag & 0xFFFF
         group = tag >> 16
         if element < 0x10:  # group length or illegal: never needed
@@ -527,15 +594,22 @@ class _Walk:
             creator = str(ds[tag].value or "").strip()
             creators[tag] = creator
             if not self._block_survives(ds, group, element, creator):
-                self._log(ds, tag, (*path, int(tag)), Action.REMOVE, self.rules.private,
-                          lambda: "(removed)")
+                self._log(
+                    ds,
+                    tag,
+                    (*path, int(tag)),
+                    Action.REMOVE,
+                    self.rules.private,
+                    lambda: "(removed)",
+                )
                 del ds[tag]
             return
         creator_tag = (group << 16) | (element >> 8)
-        creator = creators.get(creator_tag)
-        if creator is None:
+        known = creators.get(creator_tag)
+        if known is None:
             creator_elem = ds.get(creator_tag)
-            creator = str(creator_elem.value).strip() if creator_elem is not None else ""
+            known = str(creator_elem.value or "").strip() if creator_elem is not None else ""
+        creator = known
         keep, why = self._private_decision(creator, group, element & 0xFF)
         rule = Rule(Action.KEEP if keep else Action.REMOVE, why)
         if not keep:
@@ -552,8 +626,7 @@ class _Walk:
     def _block_survives(self, ds: Dataset, group: int, block: int, creator: str) -> bool:
         low = (group << 16) | (block << 8)
         for tag in ds.keys():
-            if low <= tag <= low + 0xFF and self._private_decision(creator, group,
-                                                                   tag & 0xFF)[0]:
+            if low <= tag <= low + 0xFF and self._private_decision(creator, group, tag & 0xFF)[0]:
                 return True
         return False
 
@@ -562,8 +635,11 @@ class _Walk:
             return False, "private element without a private creator: removed"
         upper = creator.upper()
         for rule in self.engine.policy.private_rules:
-            if rule.creator == upper and rule.group == group and (
-                    not rule.elements or offset in rule.elements):
+            if (
+                rule.creator == upper
+                and rule.group == group
+                and (not rule.elements or offset in rule.elements)
+            ):
                 return rule.keep, f"policy private rule for {creator!r}"
         if Option.RETAIN_SAFE_PRIVATE in self.engine.options:
             if self.engine.safe_private.is_safe(creator, group, offset):
@@ -571,8 +647,7 @@ class _Walk:
             return False, "private attribute not in the safe-private dictionary"
         return False, "E.1-1 private attributes: X"
 
-    def _overlay(self, ds: Dataset, tag: BaseTag, path: tuple[int, ...],
-                 removed: set[int]) -> None:
+    def _overlay(self, ds: Dataset, tag: BaseTag, path: tuple[int, ...], removed: set[int]) -> None:
         element = tag & 0xFFFF
         group = tag >> 16
         if element == 0x3000:
@@ -598,23 +673,39 @@ class _Walk:
             return f"<{len(elem.value or b'')} bytes>"
         return mask(elem.value if elem.value is not None else "")
 
-    def _log(self, ds: Dataset, tag: BaseTag, full: tuple[int, ...], action: Action,
-             rule: Rule, result: Callable[[], str]) -> None:
+    def _log(
+        self,
+        ds: Dataset,
+        tag: BaseTag,
+        full: tuple[int, ...],
+        action: Action,
+        rule: Rule,
+        result: Callable[[], str],
+    ) -> None:
         if self.trace is None:
             return
         elem = ds[tag]
-        self.trace.append(TraceLine(_path_text(full), elem.keyword or elem.name,
-                                    self._before(elem), action.value, _rule_text(rule),
-                                    result()))
+        self.trace.append(
+            TraceLine(
+                _path_text(full),
+                elem.keyword or elem.name,
+                self._before(elem),
+                action.value,
+                _rule_text(rule),
+                result(),
+            )
+        )
 
-    def _record(self, full: tuple[int, ...], elem: Any, before: str, action: Action,
-                rule: Rule) -> None:
+    def _record(
+        self, full: tuple[int, ...], elem: Any, before: str, action: Action, rule: Rule
+    ) -> None:
         if self.trace is None:
             return
         if elem.VR == "SQ":
             after = f"{len(elem.value)} item(s)"
         elif action in (Action.UID, Action.DUMMY) or (
-                action is Action.CLEAN and elem.VR in ("DA", "DT", "TM", "AS", "UI")):
+            action is Action.CLEAN and elem.VR in ("DA", "DT", "TM", "AS", "UI")
+        ):
             after = str(elem.value)  # replacement values are not PHI
         elif action is Action.KEEP:
             after = "(kept)"
@@ -622,8 +713,16 @@ class _Walk:
             after = "(empty)"
         else:
             after = "(cleaned)" if elem.value != before else "(unchanged)"
-        self.trace.append(TraceLine(_path_text(full), elem.keyword or elem.name, before,
-                                    action.value, _rule_text(rule), after))
+        self.trace.append(
+            TraceLine(
+                _path_text(full),
+                elem.keyword or elem.name,
+                before,
+                action.value,
+                _rule_text(rule),
+                after,
+            )
+        )
 
     def _override(self, ds: Dataset, tag: BaseTag, full: tuple[int, ...], override: Any) -> None:
         rule = Rule(Action.KEEP, f"policy override {override.label}: {override.action.value}")

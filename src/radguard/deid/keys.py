@@ -37,8 +37,10 @@ def new_key_file(path: Path) -> Path:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError as error:
-        raise KeyFileError(f"{path}: a key file already exists; radguard never overwrites "
-                           "a key (a new key is a new pseudonym space)") from error
+        raise KeyFileError(
+            f"{path}: a key file already exists; radguard never overwrites "
+            "a key (a new key is a new pseudonym space)"
+        ) from error
     with os.fdopen(fd, "w") as handle:
         handle.write(f"{_HEADER}\n{material}\n")
         handle.flush()
@@ -73,11 +75,14 @@ def load_key(path: Path) -> Keyring:
     try:
         info = path.stat()
     except FileNotFoundError as error:
-        raise KeyFileError(f"{path}: no such key file (create one with 'radguard key new "
-                           f"--out {path}')") from error
+        raise KeyFileError(
+            f"{path}: no such key file (create one with 'radguard key new --out {path}')"
+        ) from error
     if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileError(f"{path}: key file is accessible to other users "
-                           f"(mode {stat.S_IMODE(info.st_mode):o}); run 'chmod 600 {path}'")
+        raise KeyFileError(
+            f"{path}: key file is accessible to other users "
+            f"(mode {stat.S_IMODE(info.st_mode):o}); run 'chmod 600 {path}'"
+        )
     try:
         lines = path.read_text().split()
     except (OSError, UnicodeDecodeError) as error:

@@ -14,8 +14,20 @@ from functools import lru_cache
 
 MARK = "***"
 _SEPARATORS = r"[\s\^,._/-]*"
-_MONTHS = ("JANUARY", "FEBRUARY", "MARCH", "APRIL", "MAY", "JUNE", "JULY", "AUGUST",
-           "SEPTEMBER", "OCTOBER", "NOVEMBER", "DECEMBER")
+_MONTHS = (
+    "JANUARY",
+    "FEBRUARY",
+    "MARCH",
+    "APRIL",
+    "MAY",
+    "JUNE",
+    "JULY",
+    "AUGUST",
+    "SEPTEMBER",
+    "OCTOBER",
+    "NOVEMBER",
+    "DECEMBER",
+)
 
 _MONTH_RE = "(?:" + "|".join(f"{m[:3]}(?:{m[3:]})?" for m in _MONTHS) + r")\.?"
 GENERIC_PATTERNS: tuple[str, ...] = (
@@ -55,12 +67,27 @@ def date_variants(value: str) -> list[str]:
         return []
     month = _MONTHS[mi - 1]
     forms = {
-        f"{y}{m}{d}", f"{y}-{m}-{d}", f"{y}/{m}/{d}", f"{y}.{m}.{d}",
-        f"{d}/{m}/{y}", f"{m}/{d}/{y}", f"{d}.{m}.{y}", f"{d}-{m}-{y}", f"{m}-{d}-{y}",
-        f"{di}/{mi}/{y}", f"{mi}/{di}/{y}", f"{di}.{mi}.{y}",
-        f"{d}/{m}/{y[2:]}", f"{m}/{d}/{y[2:]}", f"{d}.{m}.{y[2:]}",
-        f"{di} {month[:3]} {y}", f"{d}-{month[:3]}-{y}", f"{di} {month} {y}",
-        f"{month[:3]} {di}, {y}", f"{month} {di}, {y}", f"{month} {di} {y}",
+        f"{y}{m}{d}",
+        f"{y}-{m}-{d}",
+        f"{y}/{m}/{d}",
+        f"{y}.{m}.{d}",
+        f"{d}/{m}/{y}",
+        f"{m}/{d}/{y}",
+        f"{d}.{m}.{y}",
+        f"{d}-{m}-{y}",
+        f"{m}-{d}-{y}",
+        f"{di}/{mi}/{y}",
+        f"{mi}/{di}/{y}",
+        f"{di}.{mi}.{y}",
+        f"{d}/{m}/{y[2:]}",
+        f"{m}/{d}/{y[2:]}",
+        f"{d}.{m}.{y[2:]}",
+        f"{di} {month[:3]} {y}",
+        f"{d}-{month[:3]}-{y}",
+        f"{di} {month} {y}",
+        f"{month[:3]} {di}, {y}",
+        f"{month} {di}, {y}",
+        f"{month} {di} {y}",
     }
     return sorted(forms)
 
@@ -105,12 +132,16 @@ class TextCleaner:
 
     def find(self, text: str) -> list[tuple[int, int, str]]:
         """Spans (start, end, why) of identifying content in ``text``."""
-        spans = []
-        for why, pattern in (("identifier", self._specific), ("pattern", _generic()),
-                             ("policy pattern", self._extra)):
+        spans: list[tuple[int, int, str]] = []
+        for why, pattern in (
+            ("identifier", self._specific),
+            ("pattern", _generic()),
+            ("policy pattern", self._extra),
+        ):
             if pattern is not None:
-                spans.extend((m.start(), m.end(), why) for m in pattern.finditer(text)
-                             if m.end() > m.start())
+                spans.extend(
+                    (m.start(), m.end(), why) for m in pattern.finditer(text) if m.end() > m.start()
+                )
         return sorted(spans)
 
     def clean(self, text: str) -> str:

@@ -54,8 +54,9 @@ class Vault:
             self._db.execute("INSERT INTO meta VALUES ('key', ?)", (keyring.fingerprint,))
             self._db.commit()
         elif row[0] != keyring.fingerprint:
-            raise VaultError(f"{path}: this vault was written with another key "
-                             f"(fingerprint {row[0]})")
+            raise VaultError(
+                f"{path}: this vault was written with another key (fingerprint {row[0]})"
+            )
 
     def _index(self, kind: str, value: str) -> bytes:
         return hmac.digest(self._index_key, f"{kind}\x00{value}".encode(), "sha256")
@@ -67,28 +68,35 @@ class Vault:
             nonce = os.urandom(12)
             payload = json.dumps([kind, original, pseudonym]).encode()
             sealed = self._aead.encrypt(nonce, payload, kind.encode())
-            rows.append((kind, self._index(kind, original), self._index(kind, pseudonym),
-                         nonce, sealed))
+            rows.append(
+                (kind, self._index(kind, original), self._index(kind, pseudonym), nonce, sealed)
+            )
         if rows:
             self._db.executemany("INSERT OR IGNORE INTO mapping VALUES (?, ?, ?, ?, ?)", rows)
             self._db.commit()
 
-    def lookup(self, value: str, *, kind: str | None = None,
-               reverse: bool = False) -> list[tuple[str, str, str]]:
+    def lookup(
+        self, value: str, *, kind: str | None = None, reverse: bool = False
+    ) -> list[tuple[str, str, str]]:
         """Entries whose pseudonym (or, with ``reverse``, original) is ``value``."""
         column = "original_index" if reverse else "pseudonym_index"
-        kinds = [kind] if kind else [k for (k,) in self._db.execute(
-            "SELECT DISTINCT kind FROM mapping")]
+        kinds = (
+            [kind]
+            if kind
+            else [k for (k,) in self._db.execute("SELECT DISTINCT kind FROM mapping")]
+        )
         found = []
         for k in kinds:
             for nonce, sealed in self._db.execute(
-                    f"SELECT nonce, sealed FROM mapping WHERE kind=? AND {column}=?",
-                    (k, self._index(k, value))):
+                f"SELECT nonce, sealed FROM mapping WHERE kind=? AND {column}=?",
+                (k, self._index(k, value)),
+            ):
                 try:
                     entry = json.loads(self._aead.decrypt(nonce, sealed, k.encode()))
                 except InvalidTag as error:
-                    raise VaultError(f"{self.path}: entry fails authentication "
-                                     "(wrong key or tampered vault)") from error
+                    raise VaultError(
+                        f"{self.path}: entry fails authentication (wrong key or tampered vault)"
+                    ) from error
                 found.append((entry[0], entry[1], entry[2]))
         return found
 

@@ -43,18 +43,38 @@ def load_iod_types() -> IodTypes:
 # attribute present (zero length), type 3 or absent from the IOD may be removed. When the IOD is
 # unknown, the choice that keeps any IOD valid without keeping the value is taken.
 _RESOLVE: dict[Action, dict[str, Action]] = {
-    Action.REMOVE_OR_ZERO: {"1": Action.DUMMY, "2": Action.ZERO, "3": Action.REMOVE,
-                            UNKNOWN_IOD: Action.ZERO},
-    Action.REMOVE_OR_DUMMY: {"1": Action.DUMMY, "2": Action.DUMMY, "3": Action.REMOVE,
-                             UNKNOWN_IOD: Action.DUMMY},
-    Action.ZERO_OR_DUMMY: {"1": Action.DUMMY, "2": Action.ZERO, "3": Action.ZERO,
-                           UNKNOWN_IOD: Action.DUMMY},
-    Action.REMOVE_ZERO_OR_DUMMY: {"1": Action.DUMMY, "2": Action.ZERO, "3": Action.REMOVE,
-                                  UNKNOWN_IOD: Action.DUMMY},
+    Action.REMOVE_OR_ZERO: {
+        "1": Action.DUMMY,
+        "2": Action.ZERO,
+        "3": Action.REMOVE,
+        UNKNOWN_IOD: Action.ZERO,
+    },
+    Action.REMOVE_OR_DUMMY: {
+        "1": Action.DUMMY,
+        "2": Action.DUMMY,
+        "3": Action.REMOVE,
+        UNKNOWN_IOD: Action.DUMMY,
+    },
+    Action.ZERO_OR_DUMMY: {
+        "1": Action.DUMMY,
+        "2": Action.ZERO,
+        "3": Action.ZERO,
+        UNKNOWN_IOD: Action.DUMMY,
+    },
+    Action.REMOVE_ZERO_OR_DUMMY: {
+        "1": Action.DUMMY,
+        "2": Action.ZERO,
+        "3": Action.REMOVE,
+        UNKNOWN_IOD: Action.DUMMY,
+    },
     # X/Z/U*: references are kept with their UIDs replaced, so they stay resolvable
     # (the standard allows U "for referential integrity"); contents are still de-identified.
-    Action.REMOVE_ZERO_OR_UID: {"1": Action.UID, "2": Action.UID, "3": Action.UID,
-                                UNKNOWN_IOD: Action.UID},
+    Action.REMOVE_ZERO_OR_UID: {
+        "1": Action.UID,
+        "2": Action.UID,
+        "3": Action.UID,
+        UNKNOWN_IOD: Action.UID,
+    },
 }
 
 

@@ -51,7 +51,10 @@ def load_safe_private() -> SafePrivate:
     safe: set[PrivateKey] = set()
     conditional: set[PrivateKey] = set()
     for entry in data["entries"]:
-        key = (normalize_creator(entry["creator"]), int(entry["group"], 16),
-               int(entry["element"], 16))
+        key = (
+            normalize_creator(entry["creator"]),
+            int(entry["group"], 16),
+            int(entry["element"], 16),
+        )
         (conditional if entry.get("safe_if") else safe).add(key)
     return SafePrivate(frozenset(safe), data.get("edition", ""), frozenset(conditional))

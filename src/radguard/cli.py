@@ -1,0 +1,382 @@
+"""The radguard command line: a thin layer that parses, builds settings and calls the library.
+
+Exit codes: 0 every input released or deliberately excluded; 1 any input quarantined or failed
+(or, for checks, a finding); 2 usage, policy or key errors.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from radguard import __version__
+from radguard.errors import KeyFileError, PolicyError, RadguardError
+from radguard.profile.options import Option
+from radguard.settings import Policy, load_policy
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+_OPTION_NAMES = [o.value for o in Option]
+
+
+def _console() -> Console:
+    return Console(stderr=True)
+
+
+class _Group(click.Group):
+    """Maps radguard's expected errors to exit codes without tracebacks."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PolicyError as error:
+            _console().print(f"[red]policy error[/red] {error}", markup=True, highlight=False)
+            sys.exit(EXIT_USAGE)
+        except KeyFileError as error:
+            _console().print(f"[red]key error[/red] {error}", highlight=False)
+            sys.exit(EXIT_USAGE)
+        except RadguardError as error:
+            _console().print(f"[red]error[/red] {error}", highlight=False)
+            sys.exit(EXIT_USAGE)
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="radguard")
+def main() -> None:
+    """radguard: de-identify DICOM for research and AI, prove it, and govern every release."""
+
+
+def _policy(policy: str | None, add: tuple[str, ...], drop: tuple[str, ...]) -> Policy:
+    base = load_policy(policy)
+    try:
+        return base.with_options([Option.parse(a) for a in add], [Option.parse(d) for d in drop])
+    except ValueError as error:
+        raise PolicyError("command line", [str(error)]) from error
+
+
+def _keyring(key_file: Path | None) -> Any:
+    from radguard.deid.keys import load_key, load_or_create_default
+
+    if key_file is not None:
+        return load_key(key_file)
+    keyring, path, created = load_or_create_default()
+    if created:
+        _console().print(
+            f"[yellow]notice[/yellow] created your default pseudonym key at {path} "
+            "(mode 0600). Back it up: without it pseudonyms cannot be reproduced."
+        )
+    return keyring
+
+
+_policy_option = click.option(
+    "--policy",
+    "policy_spec",
+    metavar="NAME|FILE",
+    default=None,
+    help="Built-in policy (basic, research, safe-harbor) or a policy file. Default: research.",
+)
+_add_option = click.option(
+    "--option",
+    "add",
+    multiple=True,
+    metavar="NAME",
+    help="Add a profile option (name or CID 7050 code); repeatable.",
+)
+_drop_option = click.option(
+    "--no-option",
+    "drop",
+    multiple=True,
+    metavar="NAME",
+    help="Drop a profile option from the policy's set; repeatable.",
+)
+_key_option = click.option(
+    "--key-file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Pseudonym key file (default: your own key, created once).",
+)
+
+
+@main.command()
+@click.argument("input_path", metavar="IN", type=click.Path(exists=True, path_type=Path))
+@click.argument("output_path", metavar="OUT", type=click.Path(path_type=Path))
+@_policy_option
+@_add_option
+@_drop_option
+@_key_option
+@click.option("--workers", type=int, default=0, help="Worker processes (default: all cores).")
+@click.option(
+    "--quarantine",
+    is_flag=True,
+    help="Copy originals that were not released to OUT.run/quarantine (mode 0700).",
+)
+@click.option("--dry-run", is_flag=True, help="Write nothing; report what would happen.")
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "dask"]),
+    default="local",
+    help="Where the per-file work runs.",
+)
+@click.option(
+    "--scheduler",
+    default="",
+    metavar="ADDRESS",
+    help="Dask scheduler address (with --executor dask).",
+)
+def deid(
+    input_path: Path,
+    output_path: Path,
+    policy_spec: str | None,
+    add: tuple[str, ...],
+    drop: tuple[str, ...],
+    key_file: Path | None,
+    workers: int,
+    quarantine: bool,
+    dry_run: bool,
+    executor: str,
+    scheduler: str,
+) -> None:
+    """De-identify every DICOM file under IN into OUT/<patient>/<study>/<series>/<sop>.dcm."""
+    from radguard.pipeline import RunOptions, run_deid
+
+    policy = _policy(policy_spec, add, drop)
+    keyring = _keyring(key_file)
+    opts = RunOptions(input_path, output_path, workers, quarantine, dry_run, executor, scheduler)
+    console = _console()
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]de-identifying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("deid", total=None, status="")
+
+        def tick(result: Any) -> None:
+            progress.update(task, advance=1, status=result.status)
+
+        summary = run_deid(opts, policy, keyring, on_progress=tick)
+    _print_summary(console, summary, output_path)
+    sys.exit(summary.exit_code)
+
+
+def _print_summary(console: Console, summary: Any, output_path: Path) -> None:
+    table = Table(
+        title="radguard deid" + (" (dry run: nothing written)" if summary.dry_run else ""),
+        show_header=True,
+    )
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("files read", str(summary.files_read))
+    for status in ("released", "excluded", "quarantined", "failed"):
+        table.add_row(status, str(summary.counts.get(status, 0)))
+    if summary.resumed:
+        table.add_row("done in an earlier run", str(summary.resumed))
+    for modality, count in sorted(summary.per_modality.items()):
+        table.add_row(f"  released {modality}", str(count))
+    table.add_row("throughput", f"{summary.files_per_second} files/s")
+    table.add_row("policy", f"{summary.policy} ({summary.policy_sha256[:12]})")
+    table.add_row("key fingerprint", summary.key_fingerprint)
+    console.print(table)
+    if not summary.dry_run:
+        from radguard.pipeline import run_dir_for
+
+        console.print(f"run records: {run_dir_for(output_path)}", highlight=False)
+    if summary.exit_code:
+        console.print(
+            "[red]some inputs were not released[/red]: see manifest.jsonl for the reasons (exit 1)"
+        )
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_policy_option
+@_add_option
+@_drop_option
+@_key_option
+def explain(
+    file: Path,
+    policy_spec: str | None,
+    add: tuple[str, ...],
+    drop: tuple[str, ...],
+    key_file: Path | None,
+) -> None:
+    """Show, for one file, every attribute's original (masked), action, rule and result."""
+    import pydicom
+
+    from radguard.deid import Engine, Pseudonymizer
+
+    policy = _policy(policy_spec, add, drop)
+    engine = Engine(policy, Pseudonymizer(_keyring(key_file)))
+    try:
+        ds = pydicom.dcmread(file, force=True)
+    except Exception as error:
+        raise RadguardError(f"{file}: unreadable: {type(error).__name__}") from error
+    outcome = engine.apply(ds, trace=True)
+    table = Table(title=f"{file.name}: policy {policy.name}")
+    for column in ("tag path", "attribute", "original (masked)", "action", "rule", "result"):
+        table.add_column(column, overflow="fold")
+    for line in outcome.trace or []:
+        table.add_row(line.path, line.name, line.original, line.action, line.rule, line.result)
+    Console().print(table)
+    for note in outcome.notes:
+        Console().print(f"note: {note}", highlight=False)
+
+
+@main.group()
+def profile() -> None:
+    """The PS3.15 Table E.1-1 profile and its options."""
+
+
+@profile.command("show")
+@_policy_option
+@_add_option
+@_drop_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def profile_show(
+    policy_spec: str | None, add: tuple[str, ...], drop: tuple[str, ...], as_json: bool
+) -> None:
+    """The effective action for every attribute of Table E.1-1 under the chosen options."""
+    from radguard.profile import load_table
+
+    policy = _policy(policy_spec or "basic", add, drop)
+    table = load_table()
+    rows = []
+    for row in table:
+        action, option = row.action(policy.options)
+        rows.append(
+            {
+                "tag": row.tag,
+                "name": row.name,
+                "basic": row.basic.value,
+                "action": action.value,
+                "by": option.value if option else "basic",
+            }
+        )
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"edition": table.edition, "options": policy.option_names, "rows": rows}, indent=1
+            )
+        )
+        return
+    out = Table(
+        title=f"PS3.15 Table E.1-1 ({table.edition}), options: "
+        f"{', '.join(policy.option_names) or 'none'}"
+    )
+    for column in ("tag", "attribute", "basic", "effective", "set by"):
+        out.add_column(column)
+    for r in rows:
+        out.add_row(r["tag"], r["name"], r["basic"], r["action"], r["by"])
+    Console().print(out)
+
+
+@main.group()
+def policy() -> None:
+    """Policy files."""
+
+
+@policy.command("check")
+@click.argument("file", type=click.Path(path_type=Path))
+def policy_check(file: Path) -> None:
+    """Validate a policy file and explain every error (exit 2 when invalid)."""
+    from radguard.settings import check_policy
+
+    problems = check_policy(file)
+    if problems:
+        _console().print(f"[red]{file}: {len(problems)} problem(s)[/red]")
+        for problem in problems:
+            _console().print(f"  - {problem}", highlight=False)
+        sys.exit(EXIT_USAGE)
+    loaded = load_policy(file)
+    click.echo(
+        f"{file}: valid; options: {', '.join(loaded.option_names) or 'none'}; "
+        f"sha256 {loaded.sha256[:16]}"
+    )
+
+
+@main.group()
+def key() -> None:
+    """Pseudonym keys (never printed: only their fingerprint)."""
+
+
+@key.command("new")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Where to write the new key (mode 0600; never overwritten).",
+)
+def key_new(out: Path) -> None:
+    """Create a new pseudonym key: a new key is a new pseudonym space."""
+    from radguard.deid.keys import load_key, new_key_file
+
+    new_key_file(out)
+    click.echo(f"wrote {out} (fingerprint {load_key(out).fingerprint})")
+
+
+@key.command("show")
+@_key_option
+def key_show(key_file: Path | None) -> None:
+    """Print the key's fingerprint (safe to share), never the key."""
+    click.echo(_keyring(key_file).fingerprint)
+
+
+@main.group()
+def vault() -> None:
+    """The encrypted mapping vault of a run (honest-broker re-identification)."""
+
+
+@vault.command("lookup")
+@click.argument("vault_path", metavar="VAULT", type=click.Path(exists=True, path_type=Path))
+@click.argument("value")
+@_key_option
+@click.option("--reverse", is_flag=True, help="Look up an original value's pseudonym instead.")
+@click.option(
+    "--kind", type=click.Choice(["patient_id", "patient_name", "study_uid"]), default=None
+)
+def vault_lookup(
+    vault_path: Path, value: str, key_file: Path | None, reverse: bool, kind: str | None
+) -> None:
+    """Find the original behind a pseudonym (or the reverse). Needs the run's key."""
+    from radguard.deid.vault import Vault
+
+    store = Vault(vault_path, _keyring(key_file))
+    found = store.lookup(value, kind=kind, reverse=reverse)
+    store.close()
+    if not found:
+        _console().print("no entry")
+        sys.exit(EXIT_FINDINGS)
+    for entry_kind, original, pseudonym in found:
+        click.echo(f"{entry_kind}\t{original}\t{pseudonym}")
+
+
+@main.command("sample")
+@click.argument("out", type=click.Path(path_type=Path))
+def sample(out: Path) -> None:
+    """Write a sample input set built from the DICOM files that pydicom ships."""
+    from radguard.samples import build_sample_set
+
+    count = build_sample_set(out)
+    click.echo(f"wrote {count} sample files under {out}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

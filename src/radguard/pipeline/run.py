@@ -1,0 +1,263 @@
+"""One de-identification run: discover inputs, run the stages, keep the run records.
+
+Run records live in ``<OUT>.run/`` beside the output (never inside it): ``manifest.jsonl``
+(one line per input), ``summary.json``, the encrypted ``vault.sqlite`` and, when asked,
+``quarantine/`` with copies of originals that were not released. A run that is killed and
+started again resumes: inputs already released or excluded (with their output present) are
+skipped, everything else is processed again, and outputs are idempotent (deterministic names,
+atomic writes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from radguard import __version__
+from radguard.deid.keys import Keyring
+from radguard.deid.pseudonym import Pseudonymizer
+from radguard.deid.vault import Vault
+from radguard.errors import RadguardError
+from radguard.pipeline.events import FILE_REJECTED, FILE_RELEASED, RELEASE_COMPLETED, EventBus
+from radguard.pipeline.executors import Task, default_workers, run_dask, run_local
+from radguard.pipeline.stages import FileResult, Job, quarantine_copy
+from radguard.profile.table import load_table
+from radguard.settings import Policy
+
+STATUSES = ("released", "excluded", "quarantined", "failed")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    input: Path
+    output: Path
+    workers: int = 0  # 0: all cores
+    quarantine: bool = False
+    dry_run: bool = False
+    executor: str = "local"
+    scheduler: str = ""
+
+
+@dataclass
+class RunSummary:
+    """Counts and provenance of a run (``summary.json``); never holds the key or PHI."""
+
+    radguard_version: str
+    policy: str
+    policy_sha256: str
+    options: list[str]
+    profile_edition: str
+    key_fingerprint: str
+    dry_run: bool
+    files_read: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    per_modality: dict[str, int] = field(default_factory=dict)
+    resumed: int = 0
+    bytes_read: int = 0
+    seconds: float = 0.0
+    files_per_second: float = 0.0
+    started: str = ""
+    finished: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        """0: all released or deliberately excluded; 1: anything quarantined or failed."""
+        return 1 if self.counts["quarantined"] or self.counts["failed"] else 0
+
+
+def run_dir_for(output: Path) -> Path:
+    return output.parent / f"{output.name}.run"
+
+
+def discover(root: Path, skip: Path | None = None) -> Iterator[Path]:
+    """Every regular file under ``root`` (or ``root`` itself), streamed in a stable order."""
+    if root.is_file():
+        yield root
+        return
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        subfolders = []
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                if skip is None or Path(entry.path).resolve() != skip:
+                    subfolders.append(Path(entry.path))
+            elif entry.is_file():
+                yield Path(entry.path)
+        stack.extend(reversed(subfolders))
+
+
+def _check_paths(opts: RunOptions) -> None:
+    source = opts.input.resolve()
+    target = opts.output.resolve()
+    if not source.exists():
+        raise RadguardError(f"{opts.input}: no such file or folder")
+    if target == source or source in target.parents:
+        raise RadguardError("the output folder must not be inside the input folder")
+    if target in source.parents:
+        raise RadguardError("the input must not be inside the output folder")
+    manifest = run_dir_for(target) / "manifest.jsonl"
+    if target.exists() and any(target.iterdir()) and not manifest.exists():
+        raise RadguardError(f"{opts.output} is not empty and holds no radguard run to resume")
+
+
+def run_deid(
+    opts: RunOptions,
+    policy: Policy,
+    keyring: Keyring,
+    bus: EventBus | None = None,
+    on_progress: Callable[[FileResult], None] | None = None,
+) -> RunSummary:
+    """De-identify every file under ``opts.input`` into ``opts.output``."""
+    _check_paths(opts)
+    bus = bus or EventBus()
+    pseudo = Pseudonymizer(keyring)
+    out = opts.output.resolve()
+    run_dir = run_dir_for(out)
+    summary = RunSummary(
+        __version__,
+        policy.name,
+        policy.sha256,
+        policy.option_names,
+        load_table().edition,
+        keyring.fingerprint,
+        opts.dry_run,
+    )
+    summary.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    job = Job(policy, keyring, out, opts.dry_run)
+
+    done: dict[str, dict[str, Any]] = {}
+    manifest_handle = None
+    vault = None
+    if not opts.dry_run:
+        out.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(run_dir, 0o700)
+        done = _resume_state(run_dir / "manifest.jsonl", out)
+        manifest_handle = (run_dir / "manifest.jsonl").open("a", encoding="utf-8")
+        vault = Vault(run_dir / "vault.sqlite", keyring, create=True)
+        bus.subscribe(FILE_RELEASED, lambda r: vault.add(r.mappings))  # type: ignore[union-attr]
+    for line in done.values():
+        _count(summary, line["status"], line.get("modality", ""), 0)
+        summary.resumed += 1
+
+    def tasks() -> Iterator[Task]:
+        source = opts.input.resolve()
+        for path in discover(source, skip=out):
+            digest = pseudo.digest("input-path", str(path))
+            if digest in done:
+                continue
+            yield str(path), digest
+
+    workers = opts.workers or default_workers()
+    if opts.executor == "dask":
+        if not opts.scheduler:
+            raise RadguardError("--executor dask needs --scheduler ADDRESS")
+        results = run_dask(tasks(), job, opts.scheduler)
+    elif opts.executor == "local":
+        results = run_local(tasks(), job, workers)
+    else:
+        raise RadguardError(f"unknown executor {opts.executor!r} (local or dask)")
+
+    started = time.perf_counter()
+    try:
+        for result in results:
+            _count(summary, result.status, result.modality, result.size)
+            if manifest_handle is not None:
+                root = opts.input.resolve()
+                line = {
+                    "input_digest": result.digest,
+                    "input": _relative(result.path, root),
+                    "status": result.status,
+                    "output": result.output,
+                    "modality": result.modality,
+                    "reasons": result.reasons,
+                }
+                manifest_handle.write(json.dumps(line) + "\n")
+                manifest_handle.flush()
+            if result.status == "released":
+                bus.emit(FILE_RELEASED, result)
+            else:
+                if (
+                    opts.quarantine
+                    and not opts.dry_run
+                    and result.status in ("quarantined", "failed")
+                ):
+                    quarantine_copy(result.path, result.digest, run_dir / "quarantine")
+                bus.emit(FILE_REJECTED, result)
+            if on_progress is not None:
+                on_progress(result)
+    finally:
+        if manifest_handle is not None:
+            os.fsync(manifest_handle.fileno())
+            manifest_handle.close()
+        if vault is not None:
+            vault.close()
+    summary.seconds = round(time.perf_counter() - started, 3)
+    processed = summary.files_read - summary.resumed
+    summary.files_per_second = round(processed / summary.seconds, 1) if summary.seconds else 0.0
+    summary.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    if not opts.dry_run:
+        _write_atomic(run_dir / "summary.json", json.dumps(asdict(summary), indent=2) + "\n")
+    bus.emit(RELEASE_COMPLETED, summary)
+    return summary
+
+
+def _count(summary: RunSummary, status: str, modality: str, size: int) -> None:
+    summary.files_read += 1
+    summary.counts[status] = summary.counts.get(status, 0) + 1
+    summary.bytes_read += size
+    if status == "released":
+        key = modality or "??"
+        summary.per_modality[key] = summary.per_modality.get(key, 0) + 1
+
+
+def _resume_state(manifest: Path, out: Path) -> dict[str, dict[str, Any]]:
+    """Final entries of a previous run; the manifest is rewritten without retried entries."""
+    if not manifest.exists():
+        return {}
+    done: dict[str, dict[str, Any]] = {}
+    with manifest.open(encoding="utf-8") as handle:
+        for text in handle:
+            try:
+                line = json.loads(text)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill
+            if line.get("status") == "excluded" or (
+                line.get("status") == "released" and (out / line["output"]).exists()
+            ):
+                done[line["input_digest"]] = line
+            else:
+                done.pop(line.get("input_digest", ""), None)
+    _write_atomic(manifest, "".join(json.dumps(line) + "\n" for line in done.values()))
+    return done
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    with tmp.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _relative(path: str, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return Path(path).name
+
+
+def per_modality_table(summary: RunSummary) -> list[tuple[str, int]]:
+    return sorted(Counter(summary.per_modality).items())
