@@ -305,8 +305,6 @@ class Engine:
             text = str(value).strip()
             if text:
                 values.append(text)
-                if "^" in text:  # person name: its components too
-                    values.extend(p for p in text.replace("=", "^").split("^") if len(p) > 1)
 
         keywords: list[str] = list(_IDENTIFYING_KEYWORDS)
         if Option.RETAIN_INSTITUTION_IDENTITY not in self.options:
@@ -484,6 +482,8 @@ class _Walk:
         if action is Action.KEEP:
             if rule is _KEEP_UNLISTED and vr in _TEXT_VRS and elem.value:
                 self._scrub_identifiers(elem)
+            elif vr == "AS":  # kept ages are still aggregated above the policy's limit
+                self._clean(elem, rule)
         elif action is Action.ZERO:
             elem.value = None
         elif action is Action.DUMMY:

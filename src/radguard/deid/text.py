@@ -124,6 +124,8 @@ class TextCleaner:
             if len(text) < 2:
                 continue
             values.add(text)
+            if "^" in text:  # a person name: its components too (PS3.5 6.2.1)
+                values.update(p for p in text.replace("=", "^").split("^") if len(p.strip()) > 1)
             for form in date_variants(text):
                 values.add(form)
         self.identifiers = tuple(sorted(values))
