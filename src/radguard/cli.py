@@ -33,7 +33,7 @@ _OPTION_NAMES = [o.value for o in Option]
 
 
 def _console() -> Console:
-    return Console(stderr=True)
+    return Console(stderr=True, soft_wrap=True)
 
 
 class _Group(click.Group):

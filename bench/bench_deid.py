@@ -1,0 +1,802 @@
+"""Header de-identification throughput: radguard against a plain pydicom loop and other tools.
+
+Run from the repository root::
+
+    .venv/bin/python bench/bench_deid.py            # full run (a few minutes)
+    .venv/bin/python bench/bench_deid.py --quick    # smoke run with small corpora
+    .venv/bin/python bench/bench_deid.py --setup-tools   # create bench/.venv-tools first
+    .venv/bin/python bench/bench_deid.py --profile 300   # cProfile of the Engine loop only
+
+Everything is measured in the same run, on the same machine, over the same files:
+
+* a corpus of small CT files and one of larger MR/US files, built in ``bench/work/`` from the
+  files that ship inside pydicom (nothing is downloaded); every copy gets its own patient,
+  study, series and instance identifiers, and identifying values are planted in every file;
+* the reference: a plain pydicom ``dcmread`` + ``save_as`` loop, in one process and with a
+  process pool over all cores;
+* radguard: the in-process ``Engine`` loop (the same loop plus ``engine.apply``), ``run_deid``
+  with one worker and with all cores, and the ``radguard deid`` command line;
+* dicognito, dicom-anonymizer and deid, installed in ``bench/.venv-tools``, each run through
+  its command line over the same corpus (wall clock, interpreter start included);
+* peak resident memory of ``radguard deid`` at two corpus sizes (should be flat);
+* what each tool's output still holds of the planted identifiers, and which research
+  attributes it keeps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime as dt
+import io
+import json
+import multiprocessing
+import os
+import platform
+import pstats
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.tag import Tag
+from pydicom.uid import generate_uid
+
+from radguard.deid import Engine, Pseudonymizer
+from radguard.deid.keys import Keyring
+from radguard.pipeline import RunOptions, run_deid
+from radguard.settings import load_policy
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+WORK = BENCH / "work"
+TOOLS_VENV = BENCH / ".venv-tools"
+RADGUARD_BIN = Path(sys.executable).parent / "radguard"
+TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"  # never get_testdata_file
+CORPUS_VERSION = 3
+KEY = Keyring(b"\x01" * 32)
+TOOLS = ("dicognito", "dicom-anonymizer", "deid")
+
+US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
+FRAME_TIME = Tag(0x0018, 0x1063)
+
+
+# -- corpus --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Planted:
+    """The values planted in one corpus file (indexed by the number hidden in its pixels)."""
+
+    index: int
+    kind: str
+    patient: int
+    study: int
+    name: str
+    patient_id: str
+    accession: str
+    institution: str
+    birth_date: str
+    sex: str
+    age: str
+    study_date: str
+    slice_thickness: str | None
+    pixel_spacing: list[float] | None
+
+    def identifying(self) -> dict[str, list[str]]:
+        """Byte strings that must not survive de-identification, by category."""
+        family, given = self.name.split("^")
+        return {
+            "name": [family, given],
+            "patient_id": [self.patient_id],
+            "birth_date": [self.birth_date],
+            "institution": [self.institution],
+            "accession": [self.accession],
+        }
+
+
+def planted_for(kind: str, index: int, per_patient: int) -> Planted:
+    """Deterministic identifying and research values for file ``index`` of a corpus."""
+    patient = index // per_patient
+    study = (index % per_patient) * 2 // per_patient  # two studies per patient
+    first = dt.date(2019, 1, 1) + dt.timedelta(days=patient % 300)
+    date = first + dt.timedelta(days=(30 + patient % 60) * study)
+    birth = dt.date(1930 + patient % 20, 1 + patient % 12, 1 + (patient * 7) % 28)
+    return Planted(
+        index=index,
+        kind=kind,
+        patient=patient,
+        study=study,
+        name=f"Zzname{patient:05d}^Zzgiven{patient:05d}",
+        patient_id=f"ZZPID{patient:05d}",
+        accession=f"ZZACC{patient:05d}{study}",
+        institution=f"ZZINST Hospital {patient:05d}",
+        birth_date=birth.strftime("%Y%m%d"),
+        sex="F" if patient % 2 else "M",
+        age=f"{30 + patient % 50:03d}Y",
+        study_date=date.strftime("%Y%m%d"),
+        slice_thickness=None,
+        pixel_spacing=None,
+    )
+
+
+def _template(kind: str) -> Dataset:
+    """A source dataset from pydicom's bundled test files, enlarged for the larger kinds."""
+    if kind == "ct":
+        return pydicom.dcmread(TEST_FILES / "CT_small.dcm")
+    if kind == "mr512":  # MR_small (64x64) tiled to a 512x512 MR image (512 KiB of pixels)
+        ds = pydicom.dcmread(TEST_FILES / "MR_small.dcm")
+        tiled = np.tile(ds.pixel_array, (8, 8))
+        ds.Rows, ds.Columns = tiled.shape
+        ds.PixelData = tiled.astype(ds.pixel_array.dtype).tobytes()
+        return ds
+    if kind == "us8":  # examples_rgb_color (US, 320x240 RGB) as an 8-frame US multi-frame
+        ds = pydicom.dcmread(TEST_FILES / "examples_rgb_color.dcm")
+        ds.SOPClassUID = US_MULTIFRAME
+        ds.file_meta.MediaStorageSOPClassUID = US_MULTIFRAME
+        ds.NumberOfFrames = 8
+        ds.FrameTime = "33.3"
+        ds.FrameIncrementPointer = FRAME_TIME
+        ds.PixelData = bytes(ds.PixelData) * 8
+        return ds
+    if kind == "mrovl":  # examples_overlay: MR 484x300 with an overlay plane (group 6000)
+        return pydicom.dcmread(TEST_FILES / "examples_overlay.dcm")
+    raise ValueError(kind)
+
+
+def _large_kind(index: int) -> str:
+    return ("mr512", "mr512", "mr512", "mr512", "us8", "us8", "us8", "mrovl", "mrovl", "mrovl")[
+        index % 10
+    ]
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """A corpus: ``count`` files of ``kind`` (``large`` mixes MR and US), grouped by patient."""
+
+    name: str
+    kind: str
+    count: int
+    per_patient: int
+
+    @property
+    def folder(self) -> Path:
+        return WORK / "corpus" / self.name
+
+    @property
+    def manifest(self) -> Path:
+        return WORK / "corpus" / f"{self.name}.json"
+
+
+def _write_chunk(args: tuple[CorpusSpec, list[int]]) -> list[dict[str, Any]]:
+    """Write corpus files ``indices`` (a pool task): one template per kind, mutated per copy."""
+    spec, indices = args
+    templates: dict[str, Dataset] = {}
+    base_pixels: dict[str, bytes] = {}
+    rows = []
+    for index in indices:
+        kind = spec.kind if spec.kind != "large" else _large_kind(index)
+        if kind not in templates:
+            templates[kind] = _template(kind)
+            base_pixels[kind] = bytes(templates[kind].PixelData)
+        ds = templates[kind]
+        planted = planted_for(kind, index, spec.per_patient)
+        ds.PatientName = planted.name
+        ds.PatientID = planted.patient_id
+        ds.PatientBirthDate = planted.birth_date
+        ds.PatientSex = planted.sex
+        ds.PatientAge = planted.age
+        ds.InstitutionName = planted.institution
+        ds.AccessionNumber = planted.accession
+        for keyword in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate"):
+            setattr(ds, keyword, planted.study_date)
+        ds.StudyInstanceUID = generate_uid(entropy_srcs=[spec.name, str(planted.patient), "st"])
+        ds.StudyInstanceUID = generate_uid(
+            entropy_srcs=[spec.name, str(planted.patient), str(planted.study), "study"]
+        )
+        ds.SeriesInstanceUID = generate_uid(
+            entropy_srcs=[spec.name, str(planted.patient), str(planted.study), kind, "series"]
+        )
+        sop = generate_uid(entropy_srcs=[spec.name, str(index), "sop"])
+        ds.SOPInstanceUID = sop
+        ds.file_meta.MediaStorageSOPInstanceUID = sop
+        ds.InstanceNumber = index % spec.per_patient + 1
+        # The file's index in the first 4 pixel bytes: header tools keep pixels, so every
+        # output can be matched to the values planted in its input whatever it is named.
+        ds.PixelData = struct.pack("<I", index) + base_pixels[kind][4:]
+        ds.save_as(spec.folder / f"{index:06d}.dcm", enforce_file_format=True)
+        thickness = ds.get("SliceThickness")
+        spacing = ds.get("PixelSpacing")
+        row = asdict(planted)
+        row["slice_thickness"] = str(thickness) if thickness not in (None, "") else None
+        row["pixel_spacing"] = [float(v) for v in spacing] if spacing else None
+        rows.append(row)
+    return rows
+
+
+def build_corpus(spec: CorpusSpec, workers: int) -> list[Planted]:
+    """Build ``spec`` under bench/work/corpus (reused when already built at this version)."""
+    if spec.manifest.exists():
+        saved = json.loads(spec.manifest.read_text())
+        on_disk = sum(1 for _ in spec.folder.iterdir()) if spec.folder.exists() else -1
+        if saved.get("version") == CORPUS_VERSION and on_disk == spec.count:
+            return [Planted(**row) for row in saved["files"]]
+    shutil.rmtree(spec.folder, ignore_errors=True)
+    spec.folder.mkdir(parents=True)
+    started = time.perf_counter()
+    indices = list(range(spec.count))
+    chunks = [(spec, indices[i : i + 250]) for i in range(0, len(indices), 250)]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        rows = [row for chunk in pool.map(_write_chunk, chunks) for row in chunk]
+    spec.manifest.write_text(json.dumps({"version": CORPUS_VERSION, "files": rows}))
+    print(f"  built {spec.name}: {spec.count} files in {time.perf_counter() - started:.1f} s")
+    return [Planted(**row) for row in rows]
+
+
+def corpus_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir())
+
+
+# -- measurements --------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    """One timed run over one corpus."""
+
+    corpus: str
+    method: str
+    files: int
+    seconds: float
+    ok: bool = True
+    processes: int = 1
+    peak_rss_mib: float | None = None
+    note: str = ""
+    runs: list[float] = field(default_factory=list)
+
+    @property
+    def files_per_s(self) -> float:
+        return self.files / self.seconds if self.seconds and self.ok else 0.0
+
+
+def _fresh(folder: Path) -> Path:
+    for path in (folder, folder.parent / f"{folder.name}.run"):
+        shutil.rmtree(path, ignore_errors=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(folder.iterdir())
+
+
+def plain_loop(files: Sequence[Path], out: Path, fsync: bool = False) -> None:
+    """The reference: read every file with pydicom and write it back, one process."""
+    out.mkdir(parents=True)
+    for path in files:
+        ds = pydicom.dcmread(path)
+        if fsync:
+            with open(out / path.name, "wb") as handle:
+                ds.save_as(handle, enforce_file_format=True)
+                handle.flush()
+                os.fsync(handle.fileno())
+        else:
+            ds.save_as(out / path.name, enforce_file_format=True)
+
+
+def engine_loop(files: Sequence[Path], out: Path, engine: Engine) -> None:
+    """The same loop with radguard's header engine in it: read, ``engine.apply``, write."""
+    out.mkdir(parents=True)
+    for path in files:
+        ds = pydicom.dcmread(path)
+        engine.apply(ds)
+        ds.save_as(out / path.name, enforce_file_format=True)
+
+
+def _plain_one(task: tuple[Path, Path]) -> None:
+    source, target = task
+    pydicom.dcmread(source).save_as(target, enforce_file_format=True)
+
+
+def plain_pool(files: Sequence[Path], out: Path, workers: int) -> None:
+    """The reference over all cores: a process pool running the plain loop (pool start timed)."""
+    out.mkdir(parents=True)
+    tasks = [(path, out / path.name) for path in files]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        for _ in pool.imap_unordered(_plain_one, tasks, chunksize=16):
+            pass
+
+
+def timed(
+    corpus: str, method: str, n: int, repeat: int, run: Callable[[], None], processes: int = 1
+) -> Result:
+    """Best of ``repeat`` runs of ``run`` (each run starts from an empty output)."""
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return Result(corpus, method, n, min(times), processes=processes, runs=times)
+
+
+def run_command(cmd: Sequence[str], log: Path, env: dict[str, str] | None = None) -> tuple:
+    """Run a command to completion: (wall seconds, exit code, peak RSS MiB of the largest process).
+
+    ``os.wait4`` gives the peak resident set of the child and of the processes it waited for
+    (its workers), i.e. of the largest single process in the tree.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as handle:
+        started = time.perf_counter()
+        proc = subprocess.Popen(list(cmd), stdout=handle, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return seconds, proc.returncode, usage.ru_maxrss / 1024
+
+
+def count_outputs(folder: Path) -> int:
+    if not folder.exists():
+        return 0
+    return sum(1 for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def _tail(log: Path, lines: int = 3) -> str:
+    text = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
+    return " | ".join(line.strip() for line in text[-lines:])[:300]
+
+
+def tool_versions() -> dict[str, str]:
+    """Installed versions of the other tools (empty when bench/.venv-tools is missing)."""
+    python = TOOLS_VENV / "bin" / "python"
+    if not python.exists():
+        return {}
+    code = (
+        "import importlib.metadata as m, json\n"
+        "out = {}\n"
+        f"for name in {list(TOOLS) + ['pydicom']!r}:\n"
+        "    try: out[name] = m.version(name)\n"
+        "    except m.PackageNotFoundError: pass\n"
+        "print(json.dumps(out))"
+    )
+    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=False)
+    return json.loads(done.stdout) if done.returncode == 0 else {}
+
+
+def tool_command(tool: str, source: Path, out: Path) -> list[str]:
+    """Each tool's own command line, as its documentation shows it."""
+    bin_dir = TOOLS_VENV / "bin"
+    if tool == "dicognito":
+        # The `dicognito` console script of 0.19.0 is broken (main() needs an argument);
+        # `python -m dicognito` is the documented alternative and runs the same code.
+        return [str(bin_dir / "python"), "-m", "dicognito", str(source), "-o", str(out), "-q"]
+    if tool == "dicom-anonymizer":
+        out.mkdir(parents=True, exist_ok=True)  # it needs an existing output folder
+        return [str(bin_dir / "dicom-anonymizer"), str(source), str(out)]
+    if tool == "deid":  # default recipe; get identifiers and put replacements
+        return [
+            str(bin_dir / "deid"),
+            "--quiet",
+            "--outfolder",
+            str(out),
+            "identifiers",
+            "--action",
+            "all",
+            "--input",
+            str(source),
+        ]
+    raise ValueError(tool)
+
+
+def run_tool(tool: str, source: Path, corpus: str, n: int, out: Path) -> Result:
+    cmd = tool_command(tool, _fresh(out), out) if False else None  # placeholder, replaced below
+    _fresh(out)
+    cmd = tool_command(tool, source, out)
+    log = WORK / "logs" / f"{tool}-{corpus}.log"
+    seconds, code, rss = run_command(cmd, log)
+    made = count_outputs(out)
+    result = Result(corpus, f"{tool} (CLI)", n, seconds, peak_rss_mib=rss)
+    if code != 0 or made < n:
+        result.ok = made > 0
+        result.note = f"exit {code}, {made}/{n} outputs; log: {_tail(log)}"
+    return result
+
+
+def run_radguard_cli(source: Path, corpus: str, n: int, out: Path, workers: int) -> Result:
+    key = WORK / "bench.key"
+    env = dict(os.environ, RADGUARD_HOME=str(WORK / "radguard-home"))
+    if not key.exists():
+        subprocess.run([str(RADGUARD_BIN), "key", "new", "--out", str(key)], check=True, env=env)
+    _fresh(out)
+    cmd = [
+        str(RADGUARD_BIN),
+        "deid",
+        str(source),
+        str(out),
+        "--workers",
+        str(workers),
+        "--key-file",
+        str(key),
+    ]
+    log = WORK / "logs" / f"radguard-{corpus}-w{workers}.log"
+    seconds, code, rss = run_command(cmd, log, env)
+    made = count_outputs(out)
+    result = Result(
+        corpus, f"radguard deid (CLI, {workers} worker(s))", n, seconds, True, workers, rss
+    )
+    if code != 0 or made < n:
+        result.ok = made > 0
+        result.note = f"exit {code}, {made}/{n} released"
+    return result
+
+
+def run_radguard_api(source: Path, corpus: str, n: int, out: Path, workers: int) -> Result:
+    policy = load_policy("research")
+    _fresh(out)
+    started = time.perf_counter()
+    summary = run_deid(RunOptions(input=source, output=out, workers=workers), policy, KEY)
+    seconds = time.perf_counter() - started
+    result = Result(corpus, f"radguard run_deid ({workers} worker(s))", n, seconds, True, workers)
+    if summary.counts["released"] != n:
+        result.note = f"counts {summary.counts}"
+    return result
+
+
+# -- protection ----------------------------------------------------------------------------
+
+
+def _as_date(text: str) -> dt.date | None:
+    try:
+        return dt.datetime.strptime(text.strip()[:8], "%Y%m%d").date()
+    except ValueError:
+        return None
+
+
+def protection(out: Path, planted: Sequence[Planted]) -> dict[str, Any]:
+    """What an output folder still holds of the planted identifiers, and what it kept.
+
+    Each output is matched to its input by the index hidden in the first pixel bytes; its raw
+    bytes are searched for that input's own planted values.
+    """
+    by_index = {p.index: p for p in planted}
+    found = dict.fromkeys(("name", "patient_id", "birth_date", "institution", "accession"), 0)
+    kept = dict.fromkeys(("PatientSex", "PatientAge", "SliceThickness", "PixelSpacing"), 0)
+    possible = dict.fromkeys(kept, 0)
+    dates: dict[int, dict[int, dt.date | None]] = {}
+    matched = 0
+    for path in sorted(out.rglob("*")):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        data = path.read_bytes()
+        try:
+            ds = pydicom.dcmread(io.BytesIO(data), force=True)
+            index = struct.unpack("<I", bytes(ds.PixelData)[:4])[0]
+        except Exception:
+            continue
+        source = by_index.get(index)
+        if source is None:
+            continue
+        matched += 1
+        for category, values in source.identifying().items():
+            if any(v.encode() in data for v in values):
+                found[category] += 1
+        checks = {
+            "PatientSex": (source.sex, str(ds.get("PatientSex", "") or "")),
+            "PatientAge": (source.age, str(ds.get("PatientAge", "") or "")),
+        }
+        if source.slice_thickness is not None:
+            value = ds.get("SliceThickness")
+            checks["SliceThickness"] = (
+                float(source.slice_thickness),
+                float(value) if value not in (None, "") else None,
+            )
+        if source.pixel_spacing is not None:
+            value = ds.get("PixelSpacing")
+            checks["PixelSpacing"] = (
+                source.pixel_spacing,
+                [float(v) for v in value] if value else None,
+            )
+        for name, (want, got) in checks.items():
+            possible[name] += 1
+            kept[name] += want == got
+        dates.setdefault(source.patient, {})[source.study] = _as_date(
+            str(ds.get("StudyDate", "") or "")
+        )
+    # Study date interval: kept when the days between a patient's two studies are unchanged.
+    first = {p.patient: p for p in planted if p.study == 0}
+    second = {p.patient: p for p in planted if p.study == 1}
+    intervals = kept_intervals = 0
+    for patient, studies in dates.items():
+        if patient not in first or patient not in second:
+            continue
+        intervals += 1
+        a, b = studies.get(0), studies.get(1)
+        want = (_as_date(second[patient].study_date) - _as_date(first[patient].study_date)).days  # type: ignore[operator]
+        if a is not None and b is not None and (b - a).days == want:
+            kept_intervals += 1
+    return {
+        "outputs": matched,
+        "identifying_found": found,
+        "research_kept": kept,
+        "research_possible": possible,
+        "study_interval_kept": kept_intervals,
+        "study_interval_patients": intervals,
+    }
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+def _fmt_rss(value: float | None) -> str:
+    return f"{value:.0f}" if value is not None else "-"
+
+
+def print_table(results: Iterable[Result], sizes: dict[str, int]) -> None:
+    header = f"{'corpus':<12} {'method':<42} {'files':>6} {'s':>7} {'files/s':>8} {'MB/s':>7}"
+    print(header + f" {'RSS MiB':>8}  note")
+    print("-" * (len(header) + 16))
+    for r in results:
+        mb = sizes.get(r.corpus, 0) / 1e6
+        rate = f"{r.files_per_s:8.1f}" if r.ok else f"{'failed':>8}"
+        mbs = f"{mb / r.seconds:7.1f}" if r.ok and r.seconds else f"{'-':>7}"
+        print(
+            f"{r.corpus:<12} {r.method:<42} {r.files:>6} {r.seconds:7.2f} {rate} {mbs}"
+            f" {_fmt_rss(r.peak_rss_mib):>8}  {r.note}"
+        )
+
+
+def ratio(a: Result | None, b: Result | None) -> float | None:
+    if a is None or b is None or not a.files_per_s or not b.files_per_s:
+        return None
+    return a.files_per_s / b.files_per_s
+
+
+def _ratio_text(value: float | None, target: float) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.2f}x (target >= {target}x: {'met' if value >= target else 'NOT met'})"
+
+
+def profile_engine(files: Sequence[Path], out: Path, top: int = 15) -> None:
+    """cProfile of the single-core Engine loop: where radguard's time goes."""
+    engine = Engine(load_policy("research"), Pseudonymizer(KEY))
+    engine_loop(files[:5], _fresh(out), engine)  # warm caches (rules, tables) outside
+    profiler = cProfile.Profile()
+    _fresh(out)
+    profiler.enable()
+    engine_loop(files, out, engine)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    total = stats.total_tt  # type: ignore[attr-defined]
+    print(f"\ncProfile: Engine loop over {len(files)} files, {total:.2f} s in total (profiled)")
+    rows = []
+    for (filename, line, func), (_cc, calls, tottime, cumtime, _) in stats.stats.items():  # type: ignore[attr-defined]
+        if "radguard" in filename or "pydicom" in filename:
+            short = filename.split("site-packages/")[-1].split("src/")[-1]
+            rows.append((cumtime, tottime, calls, f"{short}:{line}({func})"))
+    print(f"\nTop {top} by cumulative time (radguard / pydicom only):")
+    print(f"{'cum s':>7} {'%':>5} {'own s':>7} {'calls':>9}  function")
+    for cum, own, calls, name in sorted(rows, reverse=True)[:top]:
+        print(f"{cum:7.3f} {100 * cum / total:5.1f} {own:7.3f} {calls:9d}  {name}")
+    print(f"\nTop {top} by own time (radguard / pydicom only):")
+    for cum, own, calls, name in sorted(rows, key=lambda r: r[1], reverse=True)[:top]:
+        print(f"{own:7.3f} {100 * own / total:5.1f} {cum:7.3f} {calls:9d}  {name}")
+
+
+def setup_tools() -> None:
+    """Create bench/.venv-tools with the other tools, from PyPI."""
+    subprocess.run([sys.executable.replace(".venv/bin/python", "") or "python3"], check=False)
+    subprocess.run(["python3", "-m", "venv", str(TOOLS_VENV)], check=True)
+    pip = [str(TOOLS_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, *TOOLS], check=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small corpora (smoke run)")
+    parser.add_argument("--skip-tools", action="store_true", help="no dicognito/deid/...")
+    parser.add_argument("--skip-memory", action="store_true", help="no large-corpus RSS run")
+    parser.add_argument("--setup-tools", action="store_true", help="create bench/.venv-tools")
+    parser.add_argument("--profile", type=int, metavar="N", help="only profile N CT files")
+    parser.add_argument("--json", type=Path, default=WORK / "results.json")
+    args = parser.parse_args(argv)
+
+    if args.setup_tools:
+        setup_tools()
+    cores = len(os.sched_getaffinity(0))
+    quick = args.quick
+    small = CorpusSpec("ct-200" if quick else "ct-1000", "ct", 200 if quick else 1000, 10)
+    large = CorpusSpec("mrus-20" if quick else "mrus-100", "large", 20 if quick else 100, 4)
+    big = CorpusSpec("ct-2000" if quick else "ct-10000", "ct", 2000 if quick else 10000, 10)
+    repeat = 1 if quick else 3
+    out_root = WORK / "out"
+    print(
+        f"radguard bench: {platform.processor() or platform.machine()}, {cores} cores, "
+        f"Python {platform.python_version()}, pydicom {pydicom.__version__}"
+    )
+    print("building corpora (from pydicom's bundled test files) ...")
+    planted = {spec.name: build_corpus(spec, cores) for spec in (small, large)}
+    if args.profile:
+        profile_engine(_files(small.folder)[: args.profile], out_root / "profile")
+        return 0
+
+    versions = tool_versions() if not args.skip_tools else {}
+    sizes = {spec.name: corpus_bytes(spec.folder) for spec in (small, large)}
+    results: list[Result] = []
+    policy = load_policy("research")
+    engine = Engine(policy, Pseudonymizer(KEY))
+    for spec in (small, large):
+        files = _files(spec.folder)
+        n = len(files)
+        mb = sizes[spec.name] / 1e6
+        print(f"\n== {spec.name}: {n} files, {mb:.1f} MB ({mb / n * 1000:.0f} kB/file)")
+        engine_loop(files[:5], _fresh(out_root / "warm"), engine)  # warm-up, untimed
+        # Interleave the two single-process loops so that drift hits both alike; best of N.
+        plain_times: list[float] = []
+        engine_times: list[float] = []
+        for _ in range(repeat):
+            for times, run in (
+                (plain_times, lambda: plain_loop(files, _fresh(out_root / "plain"))),
+                (engine_times, lambda: engine_loop(files, _fresh(out_root / "engine"), engine)),
+            ):
+                started = time.perf_counter()
+                run()
+                times.append(time.perf_counter() - started)
+        results.append(
+            Result(spec.name, "pydicom read+write loop (1 process)", n, min(plain_times),
+                   runs=plain_times)  # fmt: skip
+        )
+        results.append(
+            Result(spec.name, "radguard Engine loop (1 process)", n, min(engine_times),
+                   runs=engine_times)  # fmt: skip
+        )
+        results.append(
+            timed(spec.name, "pydicom loop + fsync per file (1 process)", n, 1,
+                  lambda: plain_loop(files, _fresh(out_root / "plain-fsync"), fsync=True))  # fmt: skip
+        )
+        results.append(
+            timed(spec.name, f"pydicom read+write pool ({cores} processes)", n, repeat,
+                  lambda: plain_pool(files, _fresh(out_root / "pool"), cores), cores)  # fmt: skip
+        )
+        results.append(run_radguard_api(spec.folder, spec.name, n, out_root / "rg-api-w1", 1))
+        results.append(
+            run_radguard_api(spec.folder, spec.name, n, out_root / "rg-api-wall", cores)
+        )
+        for workers in sorted({1, cores}):
+            results.append(
+                run_radguard_cli(
+                    spec.folder, spec.name, n, out_root / f"rg-cli-{spec.name}-w{workers}", workers
+                )
+            )
+        if not args.skip_tools:
+            for tool in TOOLS:
+                if tool not in versions:
+                    results.append(Result(spec.name, f"{tool} (CLI)", n, 0.0, False,
+                                          note="not installed in bench/.venv-tools"))  # fmt: skip
+                    continue
+                results.append(
+                    run_tool(tool, spec.folder, spec.name, n, out_root / f"{tool}-{spec.name}")
+                )
+        for r in results[-(len(results)) :]:
+            pass
+        print_table([r for r in results if r.corpus == spec.name], sizes)
+
+    memory: list[Result] = []
+    if not args.skip_memory:
+        print(f"\n== peak memory: radguard deid ({cores} workers) at {small.count} and {big.count}")
+        build_corpus(big, cores)
+        memory.append(next(r for r in results if r.corpus == small.name and
+                           r.method.startswith("radguard deid (CLI") and r.processes == cores))  # fmt: skip
+        memory.append(
+            run_radguard_cli(big.folder, big.name, big.count, out_root / "rg-cli-big", cores)
+        )
+        sizes[big.name] = corpus_bytes(big.folder)
+        print_table(memory, sizes)
+
+    print("\n== protection (planted identifiers still in the output bytes; research kept)")
+    protect: dict[str, dict[str, Any]] = {}
+    for spec in (small, large):
+        outputs = {
+            "input (control)": spec.folder,
+            "radguard": out_root / f"rg-cli-{spec.name}-w{cores}",
+            **{tool: out_root / f"{tool}-{spec.name}" for tool in TOOLS if tool in versions},
+        }
+        for label, folder in outputs.items():
+            if folder.exists():
+                protect[f"{spec.name}/{label}"] = protection(folder, planted[spec.name])
+    print_protection(protect)
+
+    print("\n== ratios")
+    summary = ratios(results, small, large, cores)
+    for line in summary:
+        print(line)
+    for spec in (small, large):
+        shutil.rmtree(out_root, ignore_errors=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(
+        json.dumps(
+            {
+                "machine": {
+                    "cores": cores,
+                    "python": platform.python_version(),
+                    "pydicom": pydicom.__version__,
+                    "platform": platform.platform(),
+                },
+                "tools": versions,
+                "sizes": sizes,
+                "results": [asdict(r) | {"files_per_s": r.files_per_s} for r in results],
+                "memory": [asdict(r) for r in memory],
+                "protection": protect,
+                "ratios": summary,
+            },
+            indent=2,
+        )
+    )
+    print(f"\nresults: {args.json.relative_to(ROOT)}")
+    return 0
+
+
+def print_protection(protect: dict[str, dict[str, Any]]) -> None:
+    cats = ("name", "patient_id", "birth_date", "institution", "accession")
+    head = f"{'output':<30} {'files':>5} " + " ".join(f"{c[:10]:>10}" for c in cats)
+    print(head + "  | Sex  Age  SliceTh PixSp  interval")
+    for label, p in protect.items():
+        found = " ".join(f"{p['identifying_found'][c]:>10}" for c in cats)
+        kept, possible = p["research_kept"], p["research_possible"]
+        research = " ".join(
+            f"{kept[k]}/{possible[k]}" if possible[k] else "-"
+            for k in ("PatientSex", "PatientAge", "SliceThickness", "PixelSpacing")
+        )
+        interval = f"{p['study_interval_kept']}/{p['study_interval_patients']}"
+        print(f"{label:<30} {p['outputs']:>5} {found}  | {research}  {interval}")
+
+
+def ratios(results: list[Result], small: CorpusSpec, large: CorpusSpec, cores: int) -> list[str]:
+    lines = []
+    for spec in (small, large):
+        rows = {r.method: r for r in results if r.corpus == spec.name}
+        plain = rows.get("pydicom read+write loop (1 process)")
+        pool = rows.get(f"pydicom read+write pool ({cores} processes)")
+        tools = [r for r in rows.values() if r.method.split(" ")[0] in TOOLS and r.ok]
+        fastest = max(tools, key=lambda r: r.files_per_s) if tools else None
+        cli1 = rows.get("radguard deid (CLI, 1 worker(s))")
+        clin = rows.get(f"radguard deid (CLI, {cores} worker(s))")
+        lines.append(f"[{spec.name}]")
+        lines.append(
+            "  per core, Engine loop / pydicom loop:         "
+            + _ratio_text(ratio(rows.get("radguard Engine loop (1 process)"), plain), 0.8)
+        )
+        lines.append(
+            "  per core, run_deid(1 worker) / pydicom loop:  "
+            + _ratio_text(ratio(rows.get("radguard run_deid (1 worker(s))"), plain), 0.8)
+        )
+        lines.append(
+            f"  all cores, run_deid({cores}) / pydicom pool({cores}):  "
+            + _ratio_text(ratio(rows.get(f"radguard run_deid ({cores} worker(s))"), pool), 0.8)
+        )
+        if fastest is not None:
+            name = fastest.method.split(" ")[0]
+            lines.append(
+                f"  CLI, radguard 1 worker / fastest tool ({name}):  "
+                + _ratio_text(ratio(cli1, fastest), 2.5)
+            )
+            lines.append(
+                f"  CLI, radguard {cores} workers / fastest tool ({name}): "
+                + _ratio_text(ratio(clin, fastest), 2.5)
+            )
+    return lines
+
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method("fork")
+    sys.exit(main())
