@@ -35,7 +35,6 @@ import os
 import platform
 import pstats
 import shutil
-import statistics
 import struct
 import subprocess
 import sys
@@ -60,6 +59,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 WORK = BENCH / "work"
 TOOLS_VENV = BENCH / ".venv-tools"
+OUT = WORK / "out"
 RADGUARD_BIN = Path(sys.executable).parent / "radguard"
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"  # never get_testdata_file
 CORPUS_VERSION = 3
@@ -137,7 +137,7 @@ def _template(kind: str) -> Dataset:
         ds = pydicom.dcmread(TEST_FILES / "MR_small.dcm")
         tiled = np.tile(ds.pixel_array, (8, 8))
         ds.Rows, ds.Columns = tiled.shape
-        ds.PixelData = tiled.astype(ds.pixel_array.dtype).tobytes()
+        ds.PixelData = tiled.tobytes()
         return ds
     if kind == "us8":  # examples_rgb_color (US, 320x240 RGB) as an 8-frame US multi-frame
         ds = pydicom.dcmread(TEST_FILES / "examples_rgb_color.dcm")
@@ -199,7 +199,6 @@ def _write_chunk(args: tuple[CorpusSpec, list[int]]) -> list[dict[str, Any]]:
         ds.AccessionNumber = planted.accession
         for keyword in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate"):
             setattr(ds, keyword, planted.study_date)
-        ds.StudyInstanceUID = generate_uid(entropy_srcs=[spec.name, str(planted.patient), "st"])
         ds.StudyInstanceUID = generate_uid(
             entropy_srcs=[spec.name, str(planted.patient), str(planted.study), "study"]
         )
@@ -363,7 +362,7 @@ def tool_versions() -> dict[str, str]:
     code = (
         "import importlib.metadata as m, json\n"
         "out = {}\n"
-        f"for name in {list(TOOLS) + ['pydicom']!r}:\n"
+        f"for name in {[*TOOLS, 'pydicom']!r}:\n"
         "    try: out[name] = m.version(name)\n"
         "    except m.PackageNotFoundError: pass\n"
         "print(json.dumps(out))"
@@ -398,7 +397,6 @@ def tool_command(tool: str, source: Path, out: Path) -> list[str]:
 
 
 def run_tool(tool: str, source: Path, corpus: str, n: int, out: Path) -> Result:
-    cmd = tool_command(tool, _fresh(out), out) if False else None  # placeholder, replaced below
     _fresh(out)
     cmd = tool_command(tool, source, out)
     log = WORK / "logs" / f"{tool}-{corpus}.log"
@@ -592,9 +590,87 @@ def profile_engine(files: Sequence[Path], out: Path, top: int = 15) -> None:
         print(f"{own:7.3f} {100 * own / total:5.1f} {cum:7.3f} {calls:9d}  {name}")
 
 
+def measure_corpus(
+    spec: CorpusSpec,
+    engine: Engine,
+    versions: dict[str, str],
+    sizes: dict[str, int],
+    cores: int,
+    repeat: int,
+    skip_tools: bool,
+) -> list[Result]:
+    """Every throughput measurement over one corpus."""
+    files = _files(spec.folder)
+    n = len(files)
+    mb = sizes[spec.name] / 1e6
+    print(f"\n== {spec.name}: {n} files, {mb:.1f} MB ({mb / n * 1000:.0f} kB/file)")
+    results: list[Result] = []
+    engine_loop(files[:5], _fresh(OUT / "warm"), engine)  # warm-up (rule tables), untimed
+    # The two single-process loops alternate, so that drift on the machine hits both alike.
+    plain_times: list[float] = []
+    engine_times: list[float] = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        plain_loop(files, _fresh(OUT / "plain"))
+        plain_times.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        engine_loop(files, _fresh(OUT / "engine"), engine)
+        engine_times.append(time.perf_counter() - started)
+    name = spec.name
+    results.append(
+        Result(name, "pydicom read+write loop (1 process)", n, min(plain_times), runs=plain_times)
+    )
+    results.append(
+        Result(name, "radguard Engine loop (1 process)", n, min(engine_times), runs=engine_times)
+    )
+    started = time.perf_counter()
+    plain_loop(files, _fresh(OUT / "plain-fsync"), fsync=True)
+    fsync_s = time.perf_counter() - started
+    results.append(Result(name, "pydicom loop + fsync per file (1 process)", n, fsync_s))
+    pool_times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        plain_pool(files, _fresh(OUT / "pool"), cores)
+        pool_times.append(time.perf_counter() - started)
+    results.append(
+        Result(
+            name,
+            f"pydicom read+write pool ({cores} processes)",
+            n,
+            min(pool_times),
+            processes=cores,
+            runs=pool_times,
+        )
+    )
+    for workers in sorted({1, cores}):
+        results.append(run_radguard_api(spec.folder, name, n, OUT / f"rg-api-w{workers}", workers))
+    for workers in sorted({1, cores}):
+        results.append(
+            run_radguard_cli(spec.folder, name, n, OUT / f"rg-cli-{name}-w{workers}", workers)
+        )
+    if not skip_tools:
+        for tool in TOOLS:
+            if tool not in versions:
+                note = "not installed in bench/.venv-tools (--setup-tools)"
+                results.append(Result(name, f"{tool} (CLI)", n, 0.0, False, note=note))
+                continue
+            results.append(run_tool(tool, spec.folder, name, n, OUT / f"{tool}-{name}"))
+    for folder in (
+        "warm",
+        "plain",
+        "engine",
+        "plain-fsync",
+        "pool",
+        "rg-api-w1",
+        f"rg-api-w{cores}",
+    ):
+        _fresh(OUT / folder)
+    print_table(results, sizes)
+    return results
+
+
 def setup_tools() -> None:
     """Create bench/.venv-tools with the other tools, from PyPI."""
-    subprocess.run([sys.executable.replace(".venv/bin/python", "") or "python3"], check=False)
     subprocess.run(["python3", "-m", "venv", str(TOOLS_VENV)], check=True)
     pip = [str(TOOLS_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
@@ -619,7 +695,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     large = CorpusSpec("mrus-20" if quick else "mrus-100", "large", 20 if quick else 100, 4)
     big = CorpusSpec("ct-2000" if quick else "ct-10000", "ct", 2000 if quick else 10000, 10)
     repeat = 1 if quick else 3
-    out_root = WORK / "out"
     print(
         f"radguard bench: {platform.processor() or platform.machine()}, {cores} cores, "
         f"Python {platform.python_version()}, pydicom {pydicom.__version__}"
@@ -627,7 +702,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("building corpora (from pydicom's bundled test files) ...")
     planted = {spec.name: build_corpus(spec, cores) for spec in (small, large)}
     if args.profile:
-        profile_engine(_files(small.folder)[: args.profile], out_root / "profile")
+        profile_engine(_files(small.folder)[: args.profile], OUT / "profile")
         return 0
 
     versions = tool_versions() if not args.skip_tools else {}
@@ -636,71 +711,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     policy = load_policy("research")
     engine = Engine(policy, Pseudonymizer(KEY))
     for spec in (small, large):
-        files = _files(spec.folder)
-        n = len(files)
-        mb = sizes[spec.name] / 1e6
-        print(f"\n== {spec.name}: {n} files, {mb:.1f} MB ({mb / n * 1000:.0f} kB/file)")
-        engine_loop(files[:5], _fresh(out_root / "warm"), engine)  # warm-up, untimed
-        # Interleave the two single-process loops so that drift hits both alike; best of N.
-        plain_times: list[float] = []
-        engine_times: list[float] = []
-        for _ in range(repeat):
-            for times, run in (
-                (plain_times, lambda: plain_loop(files, _fresh(out_root / "plain"))),
-                (engine_times, lambda: engine_loop(files, _fresh(out_root / "engine"), engine)),
-            ):
-                started = time.perf_counter()
-                run()
-                times.append(time.perf_counter() - started)
-        results.append(
-            Result(spec.name, "pydicom read+write loop (1 process)", n, min(plain_times),
-                   runs=plain_times)  # fmt: skip
-        )
-        results.append(
-            Result(spec.name, "radguard Engine loop (1 process)", n, min(engine_times),
-                   runs=engine_times)  # fmt: skip
-        )
-        results.append(
-            timed(spec.name, "pydicom loop + fsync per file (1 process)", n, 1,
-                  lambda: plain_loop(files, _fresh(out_root / "plain-fsync"), fsync=True))  # fmt: skip
-        )
-        results.append(
-            timed(spec.name, f"pydicom read+write pool ({cores} processes)", n, repeat,
-                  lambda: plain_pool(files, _fresh(out_root / "pool"), cores), cores)  # fmt: skip
-        )
-        results.append(run_radguard_api(spec.folder, spec.name, n, out_root / "rg-api-w1", 1))
-        results.append(
-            run_radguard_api(spec.folder, spec.name, n, out_root / "rg-api-wall", cores)
-        )
-        for workers in sorted({1, cores}):
-            results.append(
-                run_radguard_cli(
-                    spec.folder, spec.name, n, out_root / f"rg-cli-{spec.name}-w{workers}", workers
-                )
-            )
-        if not args.skip_tools:
-            for tool in TOOLS:
-                if tool not in versions:
-                    results.append(Result(spec.name, f"{tool} (CLI)", n, 0.0, False,
-                                          note="not installed in bench/.venv-tools"))  # fmt: skip
-                    continue
-                results.append(
-                    run_tool(tool, spec.folder, spec.name, n, out_root / f"{tool}-{spec.name}")
-                )
-        for r in results[-(len(results)) :]:
-            pass
-        print_table([r for r in results if r.corpus == spec.name], sizes)
+        results += measure_corpus(spec, engine, versions, sizes, cores, repeat, args.skip_tools)
 
     memory: list[Result] = []
     if not args.skip_memory:
         print(f"\n== peak memory: radguard deid ({cores} workers) at {small.count} and {big.count}")
         build_corpus(big, cores)
-        memory.append(next(r for r in results if r.corpus == small.name and
-                           r.method.startswith("radguard deid (CLI") and r.processes == cores))  # fmt: skip
-        memory.append(
-            run_radguard_cli(big.folder, big.name, big.count, out_root / "rg-cli-big", cores)
-        )
         sizes[big.name] = corpus_bytes(big.folder)
+        at_small = [
+            r
+            for r in results
+            if r.corpus == small.name and r.method == f"radguard deid (CLI, {cores} worker(s))"
+        ]
+        memory += at_small
+        memory.append(run_radguard_cli(big.folder, big.name, big.count, OUT / "rg-cli-big", cores))
+        shutil.rmtree(OUT / "rg-cli-big", ignore_errors=True)
         print_table(memory, sizes)
 
     print("\n== protection (planted identifiers still in the output bytes; research kept)")
@@ -708,8 +733,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for spec in (small, large):
         outputs = {
             "input (control)": spec.folder,
-            "radguard": out_root / f"rg-cli-{spec.name}-w{cores}",
-            **{tool: out_root / f"{tool}-{spec.name}" for tool in TOOLS if tool in versions},
+            "radguard": OUT / f"rg-cli-{spec.name}-w{cores}",
+            **{tool: OUT / f"{tool}-{spec.name}" for tool in TOOLS if tool in versions},
         }
         for label, folder in outputs.items():
             if folder.exists():
@@ -720,8 +745,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = ratios(results, small, large, cores)
     for line in summary:
         print(line)
-    for spec in (small, large):
-        shutil.rmtree(out_root, ignore_errors=True)
+    shutil.rmtree(OUT, ignore_errors=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
         json.dumps(

@@ -12,16 +12,25 @@ from pathlib import Path
 import pydicom
 import pytest
 from click.testing import CliRunner
-from conftest import pydicom_file
 
 from radguard.cli import main
 from radguard.deid import Keyring, Vault
 from radguard.pipeline import RunOptions, run_deid, run_dir_for
 from radguard.settings import load_policy
 
-GOOD = ["CT_small.dcm", "MR_small_bigendian.dcm", "rtplan.dcm", "JPEG2000.dcm",
-        "examples_rgb_color.dcm", "test-SR.dcm", "waveform_ecg.dcm", "image_dfl.dcm",
-        "examples_overlay.dcm"]
+from conftest import pydicom_file
+
+GOOD = [
+    "CT_small.dcm",
+    "MR_small_bigendian.dcm",
+    "rtplan.dcm",
+    "JPEG2000.dcm",
+    "examples_rgb_color.dcm",
+    "test-SR.dcm",
+    "waveform_ecg.dcm",
+    "image_dfl.dcm",
+    "examples_overlay.dcm",
+]
 
 
 def _corpus(root: Path) -> Path:
@@ -42,8 +51,11 @@ def _corpus(root: Path) -> Path:
 
 
 def _digests(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _manifest(out: Path) -> list[dict[str, object]]:
@@ -55,8 +67,10 @@ def test_cli_deid_end_to_end(tmp_path: Path, key_file: Path) -> None:
     src = _corpus(tmp_path)
     before = _digests(src)
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["deid", str(src), str(out), "--key-file", str(key_file),
-                                       "--workers", "2", "--quarantine"])
+    result = CliRunner().invoke(
+        main,
+        ["deid", str(src), str(out), "--key-file", str(key_file), "--workers", "2", "--quarantine"],
+    )
     assert result.exit_code == 1, result.output  # the bad inputs were quarantined
     assert _digests(src) == before  # inputs never modified
     lines = _manifest(out)
@@ -83,8 +97,12 @@ def test_cli_deid_end_to_end(tmp_path: Path, key_file: Path) -> None:
     names = " ".join(str(p.relative_to(out)) for p in outputs)
     assert "PAT" not in names and "IM0" not in names and "series" not in names
     summary = json.loads((run_dir_for(out) / "summary.json").read_text())
-    assert summary["counts"] == {"released": len(GOOD), "excluded": 0, "quarantined": 4,
-                                 "failed": 0}
+    assert summary["counts"] == {
+        "released": len(GOOD),
+        "excluded": 0,
+        "quarantined": 4,
+        "failed": 0,
+    }
     assert summary["key_fingerprint"] == Keyring(_secret(key_file)).fingerprint
     assert summary["profile_edition"] == "2026c" and len(summary["policy_sha256"]) == 64
     key_text = key_file.read_text().split()[1]
@@ -101,8 +119,9 @@ def _secret(key_file: Path) -> bytes:
     return load_key(key_file).secret
 
 
-def test_outputs_identical_across_worker_counts_and_resume(tmp_path: Path,
-                                                           keyring: Keyring) -> None:
+def test_outputs_identical_across_worker_counts_and_resume(
+    tmp_path: Path, keyring: Keyring
+) -> None:
     src = _corpus(tmp_path)
     policy = load_policy("research")
     one = tmp_path / "one"
@@ -129,8 +148,10 @@ def test_outputs_identical_across_worker_counts_and_resume(tmp_path: Path,
 def test_dry_run_writes_nothing(tmp_path: Path, key_file: Path) -> None:
     src = _corpus(tmp_path)
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["deid", str(src), str(out), "--key-file", str(key_file),
-                                       "--dry-run", "--workers", "1"])
+    result = CliRunner().invoke(
+        main,
+        ["deid", str(src), str(out), "--key-file", str(key_file), "--dry-run", "--workers", "1"],
+    )
     assert result.exit_code == 1
     assert "dry run" in result.output
     assert not out.exists() and not run_dir_for(out).exists()
@@ -156,13 +177,18 @@ def test_vault_maps_pseudonyms_back(tmp_path: Path, key_file: Path) -> None:
     src.mkdir()
     shutil.copyfile(pydicom_file("CT_small.dcm"), src / "ct")
     out = tmp_path / "out"
-    assert CliRunner().invoke(main, ["deid", str(src), str(out), "--key-file",
-                                     str(key_file)]).exit_code == 0
+    assert (
+        CliRunner()
+        .invoke(main, ["deid", str(src), str(out), "--key-file", str(key_file)])
+        .exit_code
+        == 0
+    )
     pseudo = pydicom.dcmread(next(out.rglob("*.dcm"))).PatientID
     vault_path = run_dir_for(out) / "vault.sqlite"
     assert b"1CT1" not in vault_path.read_bytes()  # the vault holds nothing in the clear
-    result = CliRunner().invoke(main, ["vault", "lookup", str(vault_path), pseudo,
-                                       "--key-file", str(key_file)])
+    result = CliRunner().invoke(
+        main, ["vault", "lookup", str(vault_path), pseudo, "--key-file", str(key_file)]
+    )
     assert result.exit_code == 0
     assert "patient_id\t1CT1\t" + pseudo in result.output
     other = Keyring(b"\x09" * 32)
@@ -183,7 +209,8 @@ def test_refuses_nonempty_foreign_output(tmp_path: Path, key_file: Path) -> None
 
 
 def test_duplicate_instance_uid_with_other_content_is_not_overwritten(
-        tmp_path: Path, keyring: Keyring) -> None:
+    tmp_path: Path, keyring: Keyring
+) -> None:
     src = tmp_path / "in"
     src.mkdir()
     shutil.copyfile(pydicom_file("CT_small.dcm"), src / "a")
@@ -216,10 +243,14 @@ def test_dask_cluster_gives_identical_outputs(tmp_path: Path, keyring: Keyring) 
     policy = load_policy("research")
     local = tmp_path / "local"
     run_deid(RunOptions(src, local, workers=2), policy, keyring)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, host="127.0.0.1") as cluster:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+    ) as cluster:
         remote = tmp_path / "dask"
-        summary = run_deid(RunOptions(src, remote, executor="dask",
-                                      scheduler=cluster.scheduler_address), policy, keyring)
+        summary = run_deid(
+            RunOptions(src, remote, executor="dask", scheduler=cluster.scheduler_address),
+            policy,
+            keyring,
+        )
     assert summary.counts["released"] == len(GOOD)
     assert _digests(local) == _digests(remote)

@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import IN_CI, SHARED
 
 from radguard.profile import Action, Option, load_iod_types, load_safe_private, load_table, resolve
+
+from conftest import IN_CI, SHARED
 
 ROOT = Path(__file__).resolve().parents[1]
 

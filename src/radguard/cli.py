@@ -210,12 +210,14 @@ def _print_summary(console: Console, summary: Any, output_path: Path) -> None:
 @_add_option
 @_drop_option
 @_key_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
 def explain(
     file: Path,
     policy_spec: str | None,
     add: tuple[str, ...],
     drop: tuple[str, ...],
     key_file: Path | None,
+    as_json: bool,
 ) -> None:
     """Show, for one file, every attribute's original (masked), action, rule and result."""
     import pydicom
@@ -229,6 +231,12 @@ def explain(
     except Exception as error:
         raise RadguardError(f"{file}: unreadable: {type(error).__name__}") from error
     outcome = engine.apply(ds, trace=True)
+    if as_json:
+        from dataclasses import asdict
+
+        for line in outcome.trace or []:
+            click.echo(json.dumps(asdict(line)))
+        return
     table = Table(title=f"{file.name}: policy {policy.name}")
     for column in ("tag path", "attribute", "original (masked)", "action", "rule", "result"):
         table.add_column(column, overflow="fold")
@@ -350,7 +358,10 @@ def vault() -> None:
 @_key_option
 @click.option("--reverse", is_flag=True, help="Look up an original value's pseudonym instead.")
 @click.option(
-    "--kind", type=click.Choice(["patient_id", "patient_name", "study_uid"]), default=None
+    "--kind",
+    type=click.Choice(["patient_id", "patient_name", "study_uid"]),
+    default=None,
+    help="Only entries of this kind (default: all kinds).",
 )
 def vault_lookup(
     vault_path: Path, value: str, key_file: Path | None, reverse: bool, kind: str | None

@@ -546,7 +546,8 @@ class _Walk:
                 elif vr == "DT":
                     elem.value = shift_dt_multi(str(value), days, granularity)
                 elif granularity is Granularity.YEAR:
-                    elem.value = None  # a time of day is an element of a date
+                    # a time of day is an element of a date: midnight keeps Type 1 valid
+                    elem.value = "000000"
             except BadTemporalValue:
                 elem.value = None
                 self.outcome.notes.append(f"{elem.keyword or elem.tag}: unparseable date emptied")
