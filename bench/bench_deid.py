@@ -382,6 +382,7 @@ def tool_command(tool: str, source: Path, out: Path) -> list[str]:
         out.mkdir(parents=True, exist_ok=True)  # it needs an existing output folder
         return [str(bin_dir / "dicom-anonymizer"), str(source), str(out)]
     if tool == "deid":  # default recipe; get identifiers and put replacements
+        out.mkdir(parents=True, exist_ok=True)  # it needs an existing output folder too
         return [
             str(bin_dir / "deid"),
             "--quiet",
