@@ -565,30 +565,55 @@ def _ratio_text(value: float | None, target: float) -> str:
     return f"{value:.2f}x (target >= {target}x: {'met' if value >= target else 'NOT met'})"
 
 
-def profile_engine(files: Sequence[Path], out: Path, top: int = 15) -> None:
-    """cProfile of the single-core Engine loop: where radguard's time goes."""
-    engine = Engine(load_policy("research"), Pseudonymizer(KEY))
-    engine_loop(files[:5], _fresh(out), engine)  # warm caches (rules, tables) outside
-    profiler = cProfile.Profile()
-    _fresh(out)
-    profiler.enable()
-    engine_loop(files, out, engine)
-    profiler.disable()
+def _print_profile(profiler: cProfile.Profile, title: str, top: int) -> None:
+    """The top entries of a profile, by cumulative and by own time (radguard, pydicom, I/O)."""
     stats = pstats.Stats(profiler)
     total = stats.total_tt  # type: ignore[attr-defined]
-    print(f"\ncProfile: Engine loop over {len(files)} files, {total:.2f} s in total (profiled)")
+    print(f"\ncProfile: {title}: {total:.2f} s in total (under the profiler)")
     rows = []
-    for (filename, line, func), (_cc, calls, tottime, cumtime, _) in stats.stats.items():  # type: ignore[attr-defined]
+    for (filename, line, func), (_cc, calls, own, cum, _) in stats.stats.items():  # type: ignore[attr-defined]
         if "radguard" in filename or "pydicom" in filename:
             short = filename.split("site-packages/")[-1].split("src/")[-1]
-            rows.append((cumtime, tottime, calls, f"{short}:{line}({func})"))
-    print(f"\nTop {top} by cumulative time (radguard / pydicom only):")
+            rows.append((cum, own, calls, f"{short}:{line}({func})"))
+        elif filename == "~" and any(k in func for k in ("fsync", "commit", "link", "open")):
+            rows.append((cum, own, calls, func))  # the I/O a pipeline adds
+    print(f"\nTop {top} by cumulative time:")
     print(f"{'cum s':>7} {'%':>5} {'own s':>7} {'calls':>9}  function")
     for cum, own, calls, name in sorted(rows, reverse=True)[:top]:
         print(f"{cum:7.3f} {100 * cum / total:5.1f} {own:7.3f} {calls:9d}  {name}")
-    print(f"\nTop {top} by own time (radguard / pydicom only):")
+    print(f"\nTop {top} by own time:")
+    print(f"{'own s':>7} {'%':>5} {'cum s':>7} {'calls':>9}  function")
     for cum, own, calls, name in sorted(rows, key=lambda r: r[1], reverse=True)[:top]:
         print(f"{own:7.3f} {100 * own / total:5.1f} {cum:7.3f} {calls:9d}  {name}")
+
+
+def profile_radguard(folder: Path, count: int, top: int = 15) -> None:
+    """cProfile of the single-core Engine loop and of run_deid with one worker."""
+    files = _files(folder)[:count]
+    out = OUT / "profile"
+    engine = Engine(load_policy("research"), Pseudonymizer(KEY))
+    engine_loop(files[:5], _fresh(out), engine)  # warm caches (rules, tables) outside
+    _fresh(out)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    engine_loop(files, out, engine)
+    profiler.disable()
+    _print_profile(profiler, f"Engine loop over {len(files)} files", top)
+
+    subset = WORK / "profile-input"  # run_deid takes a folder: the same files, hard-linked
+    shutil.rmtree(subset, ignore_errors=True)
+    subset.mkdir(parents=True)
+    for path in files:
+        os.link(path, subset / path.name)
+    policy = load_policy("research")
+    _fresh(out)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    run_deid(RunOptions(input=subset, output=out, workers=1), policy, KEY)
+    profiler.disable()
+    _print_profile(profiler, f"run_deid (1 worker) over {len(files)} files", top)
+    shutil.rmtree(subset, ignore_errors=True)
+    _fresh(out)
 
 
 def measure_corpus(
@@ -703,7 +728,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("building corpora (from pydicom's bundled test files) ...")
     planted = {spec.name: build_corpus(spec, cores) for spec in (small, large)}
     if args.profile:
-        profile_engine(_files(small.folder)[: args.profile], OUT / "profile")
+        profile_radguard(small.folder, args.profile)
         return 0
 
     versions = tool_versions() if not args.skip_tools else {}

@@ -3,34 +3,36 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import pydicom
 import pydicom.data
 
+_NOT_DICOM = (".py", ".txt", ".json", ".gz", ".bz2", ".zip", ".xml", ".pyc", ".icc", ".dump")
+
 
 def pydicom_files() -> list[Path]:
-    """Every DICOM file bundled with pydicom (DICOM files only; never downloads)."""
+    """DICOM files bundled with pydicom, one per SOP instance (never downloads)."""
     root = Path(pydicom.data.__file__).parent / "test_files"
     files = []
+    seen: set[str] = set()
     for path in sorted(root.rglob("*")):
-        if not path.is_file() or path.suffix.lower() in (
-            ".py",
-            ".txt",
-            ".json",
-            ".gz",
-            ".bz2",
-            ".zip",
-            ".xml",
-            ".pyc",
-        ):
+        if not path.is_file() or path.suffix.lower() in _NOT_DICOM:
             continue
         try:
-            pydicom.dcmread(path, stop_before_pixels=True)
-        except Exception:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception:  # noqa: BLE001 - skip what is not DICOM at all
             continue
+        # pydicom ships one instance in many encodings: keep one file per SOP Instance UID
+        uid = str(ds.get("SOPInstanceUID", "") or path.name)
+        if uid in seen:
+            continue
+        seen.add(uid)
         files.append(path)
-    return sorted(files)
+    return files
 
 
 def build_sample_set(out: Path) -> int:

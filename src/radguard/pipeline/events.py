@@ -34,5 +34,5 @@ class EventBus:
         for handler in self._handlers.get(event, []):
             try:
                 handler(payload)
-            except Exception:
+            except Exception:  # noqa: BLE001 - subscribers must not break the pipeline
                 _log.exception("event handler for %s failed", event)

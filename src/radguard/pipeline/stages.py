@@ -355,7 +355,7 @@ def process_file(path: str, digest: str, job: Job) -> FileResult:
         return FileResult(
             digest, path, status, "", [rejection.reason, *item.notes], item.modality, [], item.size
         )
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - a bug must not stop the run; it is reported
         return FileResult(
             digest,
             path,
