@@ -122,3 +122,11 @@ def test_key_new_is_private_and_never_overwritten(tmp_path: Path) -> None:
 def test_version() -> None:
     result = CliRunner().invoke(main, ["--version"])
     assert radguard.__version__ in result.output
+
+
+def test_explain_names_the_file_and_problem(tmp_path: Path, key_file: Path) -> None:
+    junk = tmp_path / "junk.txt"
+    junk.write_text("hello")
+    result = CliRunner().invoke(main, ["explain", str(junk), "--key-file", str(key_file)])
+    assert result.exit_code == 2
+    assert "junk.txt" in result.output and "not a DICOM file" in result.output

@@ -220,16 +220,19 @@ def explain(
     as_json: bool,
 ) -> None:
     """Show, for one file, every attribute's original (masked), action, rule and result."""
-    import pydicom
 
     from radguard.deid import Engine, Pseudonymizer
 
     policy = _policy(policy_spec, add, drop)
     engine = Engine(policy, Pseudonymizer(_keyring(key_file)))
+    from radguard.errors import Rejected
+    from radguard.pipeline.stages import Item, read_stage
+
     try:
-        ds = pydicom.dcmread(file, force=True)
-    except Exception as error:
-        raise RadguardError(f"{file}: unreadable: {type(error).__name__}") from error
+        ds = read_stage(Item(file, "")).dataset
+    except Rejected as error:
+        raise RadguardError(f"{file}: {error.reason}") from error
+    assert ds is not None
     outcome = engine.apply(ds, trace=True)
     if as_json:
         from dataclasses import asdict

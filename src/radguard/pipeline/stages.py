@@ -102,7 +102,7 @@ def _context(job: Job) -> Context:
     return Context(job, Engine(job.policy, Pseudonymizer(job.keyring)))
 
 
-def read_stage(item: Item, ctx: Context) -> Item:
+def read_stage(item: Item, ctx: Context | None = None) -> Item:
     """Parse the file (tolerantly) and check it is complete enough to de-identify."""
     path = item.path
     try:
