@@ -16,9 +16,9 @@ from functools import lru_cache
 from typing import Any
 
 from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.tag import BaseTag
 from pydicom.uid import UID_dictionary  # type: ignore[attr-defined]
 
 from radguard import __version__
@@ -71,7 +71,6 @@ _DEFINITION_UIDS = frozenset(
 _PATIENT_ID = 0x00100020
 _PATIENT_NAME = 0x00100010
 _PIXEL_DATA = 0x7FE00010
-_PRIVATE_CREATOR_ELEMENTS = range(0x10, 0x100)
 
 # Attributes whose values are collected (before any change) to clean free text.
 _IDENTIFYING_KEYWORDS = (
@@ -405,29 +404,30 @@ class _Walk:
     # Each element: decide a rule, resolve combined codes, apply.
     def dataset(self, ds: Dataset, path: tuple[int, ...], mode: Mode) -> None:
         removed_overlays: set[int] = set()
-        private_creators: dict[int, str] = {}
-        for tag in list(ds.keys()):
-            if tag.is_private:
-                self._private(ds, tag, path, private_creators)
-                continue
+        private: list[int] = []
+        by_tag = self.rules.by_tag
+        for tag in [int(t) for t in ds.keys()]:  # plain ints: BaseTag compares in Python
             group = tag >> 16
-            if 0x6000 <= group <= 0x601E and group % 2 == 0:
+            if group & 1:
+                private.append(tag)
+                continue
+            if 0x6000 <= group <= 0x601E and not group & 1:
                 self._overlay(ds, tag, path, removed_overlays)
                 continue
-            if 0x5000 <= group <= 0x501E and group % 2 == 0:
+            if 0x5000 <= group <= 0x501E and not group & 1:
                 self._apply(ds, tag, path, self.rules.curve, mode)
                 continue
-            rule = self.rules.by_tag.get(tag)
+            rule = by_tag.get(tag)
             if rule is None:
                 rule = self.engine.unlisted(_vr_of(tag))
             self._apply(ds, tag, path, rule, mode)
+        if private:
+            self._private(ds, private, path)
         for group in removed_overlays:
             for tag in [t for t in ds.keys() if t >> 16 == group]:
                 del ds[tag]
 
-    def _apply(
-        self, ds: Dataset, tag: BaseTag, path: tuple[int, ...], rule: Rule, mode: Mode
-    ) -> None:
+    def _apply(self, ds: Dataset, tag: int, path: tuple[int, ...], rule: Rule, mode: Mode) -> None:
         full = (*path, int(tag))
         overrides = self.rules.overrides
         if overrides:
@@ -457,16 +457,18 @@ class _Walk:
     def _do(
         self,
         ds: Dataset,
-        tag: BaseTag,
+        tag: int,
         full: tuple[int, ...],
         action: Action,
         rule: Rule,
         mode: Mode,
     ) -> None:
         if action is Action.REMOVE:
-            self._log(ds, tag, full, action, rule, lambda: "(removed)")
+            self._log(ds, tag, full, action, rule, _removed)
             del ds[tag]
             return
+        if action is Action.KEEP and self.trace is None and self._keep_raw(ds, tag, rule):
+            return  # fast path: nothing to change, so the value is never decoded
         elem = ds[tag]
         vr = elem.VR
         before = self._before(elem) if self.trace is not None else ""
@@ -499,9 +501,23 @@ class _Walk:
             raise AssertionError(action)
         self._record(full, elem, before, action, rule)
 
+    def _keep_raw(self, ds: Dataset, tag: int, rule: Rule) -> bool:
+        """True when a kept element needs no look at its value (the common case)."""
+        raw = ds.get_item(tag)
+        vr = raw.VR or _vr_of(tag)
+        if vr == "SQ" or vr == "AS":
+            return False
+        if rule is not _KEEP_UNLISTED or vr not in _TEXT_VRS:
+            return True
+        # Unlisted text is scrubbed of the dataset's identifiers: a cheap look at the raw
+        # bytes first, valid when every identifier is ASCII (then no decoding can hide one).
+        if isinstance(raw, RawDataElement) and self.cleaner.ascii_only:
+            return not raw.value or not self.cleaner.has_identifier(raw.value.decode("latin-1"))
+        return False
+
     # -- actions ---------------------------------------------------------------------------
 
-    def _identity(self, ds: Dataset, tag: BaseTag) -> None:
+    def _identity(self, ds: Dataset, tag: int) -> None:
         elem = ds[tag]
         before = self._before(elem) if self.trace is not None else ""
         fmt = self.engine.policy.pseudonyms
@@ -582,54 +598,44 @@ class _Walk:
         limit = limits.get(vr)
         return text[:limit] if limit else text
 
-    def _private(
-        self, ds: Dataset, tag: BaseTag, path: tuple[int, ...], creators: dict[int, str]
-    ) -> None:
-        element = tag & 0xFFFF
-        group = tag >> 16
-        if element < 0x10:  # group length or illegal: never needed
-            del ds[tag]
-            return
-        if element in _PRIVATE_CREATOR_ELEMENTS:
-            # A creator is kept only if an element of its block survives (checked after).
-            creator = str(ds[tag].value or "").strip()
-            creators[tag] = creator
-            if not self._block_survives(ds, group, element, creator):
-                self._log(
-                    ds,
-                    tag,
-                    (*path, int(tag)),
-                    Action.REMOVE,
-                    self.rules.private,
-                    lambda: "(removed)",
-                )
-                del ds[tag]
-            return
-        creator_tag = (group << 16) | (element >> 8)
-        known = creators.get(creator_tag)
-        if known is None:
-            creator_elem = ds.get(creator_tag)
-            known = str(creator_elem.value or "").strip() if creator_elem is not None else ""
-        creator = known
-        keep, why = self._private_decision(creator, group, element & 0xFF)
-        rule = Rule(Action.KEEP if keep else Action.REMOVE, why)
-        if not keep:
-            self._log(ds, tag, (*path, int(tag)), Action.REMOVE, rule, lambda: "(removed)")
-            del ds[tag]
-            return
-        elem = ds[tag]
-        before = self._before(elem) if self.trace is not None else ""
-        if elem.VR == "SQ":
-            for item in elem.value:
-                self.dataset(item, (*path, int(tag)), Mode.CLEAN)
-        self._record((*path, int(tag)), elem, before, Action.KEEP, rule)
+    def _private(self, ds: Dataset, tags: list[int], path: tuple[int, ...]) -> None:
+        """Private attributes of one dataset: keep what a rule or the safe list keeps.
 
-    def _block_survives(self, ds: Dataset, group: int, block: int, creator: str) -> bool:
-        low = (group << 16) | (block << 8)
-        for tag in ds.keys():
-            if low <= tag <= low + 0xFF and self._private_decision(creator, group, tag & 0xFF)[0]:
-                return True
-        return False
+        A private creator stays only if an element of its block stays (PS3.5 7.8.1).
+        """
+        creators: dict[int, str] = {}  # (group << 8 | block) -> creator
+        for tag in tags:
+            element = tag & 0xFFFF
+            if 0x10 <= element <= 0xFF:
+                creators[(tag >> 16) << 8 | element] = str(ds[tag].value or "").strip()
+        kept_blocks: set[int] = set()
+        for tag in tags:
+            element = tag & 0xFFFF
+            if element <= 0xFF:
+                continue  # group lengths and creators: decided below
+            group = tag >> 16
+            block = group << 8 | element >> 8
+            keep, why = self._private_decision(creators.get(block, ""), group, element & 0xFF)
+            full = (*path, tag)
+            if not keep:
+                self._log(ds, tag, full, Action.REMOVE, Rule(Action.REMOVE, why), _removed)
+                del ds[tag]
+                continue
+            kept_blocks.add(block)
+            elem = ds[tag]
+            before = self._before(elem) if self.trace is not None else ""
+            if elem.VR == "SQ":
+                for item in elem.value:
+                    self.dataset(item, full, Mode.CLEAN)
+            self._record(full, elem, before, Action.KEEP, Rule(Action.KEEP, why))
+        for tag in tags:
+            element = tag & 0xFFFF
+            if element > 0xFF:
+                continue
+            if element >= 0x10 and ((tag >> 16) << 8 | element) in kept_blocks:
+                continue
+            self._log(ds, tag, (*path, tag), Action.REMOVE, self.rules.private, _removed)
+            del ds[tag]
 
     def _private_decision(self, creator: str, group: int, offset: int) -> tuple[bool, str]:
         if not creator:
@@ -648,7 +654,7 @@ class _Walk:
             return False, "private attribute not in the safe-private dictionary"
         return False, "E.1-1 private attributes: X"
 
-    def _overlay(self, ds: Dataset, tag: BaseTag, path: tuple[int, ...], removed: set[int]) -> None:
+    def _overlay(self, ds: Dataset, tag: int, path: tuple[int, ...], removed: set[int]) -> None:
         element = tag & 0xFFFF
         group = tag >> 16
         if element == 0x3000:
@@ -677,7 +683,7 @@ class _Walk:
     def _log(
         self,
         ds: Dataset,
-        tag: BaseTag,
+        tag: int,
         full: tuple[int, ...],
         action: Action,
         rule: Rule,
@@ -725,7 +731,7 @@ class _Walk:
             )
         )
 
-    def _override(self, ds: Dataset, tag: BaseTag, full: tuple[int, ...], override: Any) -> None:
+    def _override(self, ds: Dataset, tag: int, full: tuple[int, ...], override: Any) -> None:
         rule = Rule(Action.KEEP, f"policy override {override.label}: {override.action.value}")
         kind = override.action
         if kind is OverrideAction.REMOVE:
@@ -760,6 +766,10 @@ class _Walk:
             elem.value = override.value
             action = Action.DUMMY
         self._record(full, elem, before, action, rule)
+
+
+def _removed() -> str:
+    return "(removed)"
 
 
 def _path_text(full: Iterable[int]) -> str:

@@ -129,8 +129,13 @@ class TextCleaner:
             for form in date_variants(text):
                 values.add(form)
         self.identifiers = tuple(sorted(values))
+        self.ascii_only = all(v.isascii() for v in self.identifiers)
         self._specific = _specific(self.identifiers)
         self._extra = _extra(extra_patterns)
+
+    def has_identifier(self, text: str) -> bool:
+        """True when ``text`` holds one of the dataset's own identifying values."""
+        return self._specific is not None and self._specific.search(text) is not None
 
     def find(self, text: str) -> list[tuple[int, int, str]]:
         """Spans (start, end, why) of identifying content in ``text``."""
