@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
@@ -242,6 +242,15 @@ class Engine:
         self.safe_private = safe_private or load_safe_private()
         self.iod_types = load_iod_types()
         self._unlisted: dict[str, Rule] = {}
+        self._private_decisions: dict[tuple[str, int, int], tuple[bool, str]] = {}
+        keywords = list(_IDENTIFYING_KEYWORDS)
+        if Option.RETAIN_INSTITUTION_IDENTITY not in self.options:
+            keywords.extend(_INSTITUTION_KEYWORDS)
+        if Option.RETAIN_DEVICE_IDENTITY not in self.options:
+            keywords.extend(_DEVICE_KEYWORDS)
+        self._identifying_tags = tuple(
+            int(tag) for tag in (tag_for_keyword(k) for k in keywords) if tag is not None
+        )
         dates = policy.dates
         self._date_range = (dates.shift_min_days, dates.shift_max_days)
         self._granularity = dates.granularity
@@ -305,25 +314,24 @@ class Engine:
             if text:
                 values.append(text)
 
-        keywords: list[str] = list(_IDENTIFYING_KEYWORDS)
-        if Option.RETAIN_INSTITUTION_IDENTITY not in self.options:
-            keywords.extend(_INSTITUTION_KEYWORDS)
-        if Option.RETAIN_DEVICE_IDENTITY not in self.options:
-            keywords.extend(_DEVICE_KEYWORDS)
-        for keyword in keywords:
-            element = ds.get(keyword)
-            if element is not None and not isinstance(element, Sequence):
-                add(element)
+        present = ds.keys()
+        for tag in self._identifying_tags:
+            if tag in present:
+                element = ds[tag]
+                if element.VR != "SQ":
+                    add(element.value)
 
         def names(dataset: Dataset, depth: int) -> None:
             # Only PN, SQ and Patient ID elements are decoded; the rest stay raw (fast path).
-            for tag in dataset.keys():
-                if tag.is_private:
+            for tag in [int(t) for t in dataset.keys()]:
+                if tag >> 16 & 1:
                     continue
-                raw_vr = getattr(dataset.get_item(tag), "VR", None) or _vr_of(tag)
-                if raw_vr == "PN" or tag == _PATIENT_ID:
+                vr = _vr_of(tag)
+                if vr == "UN":  # not in the dictionary: the file's own VR, if explicit
+                    vr = dataset.get_item(tag).VR or "UN"
+                if vr == "PN" or tag == _PATIENT_ID:
                     add(dataset[tag].value)
-                elif raw_vr == "SQ" and depth < 8:
+                elif vr == "SQ" and depth < 8:
                     for item in dataset[tag].value:
                         names(item, depth + 1)
 
@@ -340,9 +348,9 @@ class Engine:
         codes = Sequence()
         for value, meaning in [BASIC_PROFILE_CODE, *((o.code, o.meaning) for o in applied)]:
             item = Dataset()
-            item.CodeValue = value
-            item.CodingSchemeDesignator = "DCM"
-            item.CodeMeaning = meaning
+            item.add_new(0x00080100, "SH", value)  # Code Value
+            item.add_new(0x00080102, "SH", "DCM")  # Coding Scheme Designator
+            item.add_new(0x00080104, "LO", meaning)  # Code Meaning
             codes.append(item)
         ds.DeidentificationMethodCodeSequence = codes
         # PS3.3 C.12.1.1.7: Longitudinal Temporal Information Modified
@@ -609,16 +617,22 @@ class _Walk:
             if 0x10 <= element <= 0xFF:
                 creators[(tag >> 16) << 8 | element] = str(ds[tag].value or "").strip()
         kept_blocks: set[int] = set()
+        decisions = self.engine._private_decisions
         for tag in tags:
             element = tag & 0xFFFF
             if element <= 0xFF:
                 continue  # group lengths and creators: decided below
             group = tag >> 16
             block = group << 8 | element >> 8
-            keep, why = self._private_decision(creators.get(block, ""), group, element & 0xFF)
+            key = (creators.get(block, ""), group, element & 0xFF)
+            decision = decisions.get(key)
+            if decision is None:
+                decision = decisions[key] = self._private_decision(*key)
+            keep, why = decision
             full = (*path, tag)
             if not keep:
-                self._log(ds, tag, full, Action.REMOVE, Rule(Action.REMOVE, why), _removed)
+                if self.trace is not None:
+                    self._log(ds, tag, full, Action.REMOVE, Rule(Action.REMOVE, why), _removed)
                 del ds[tag]
                 continue
             kept_blocks.add(block)
