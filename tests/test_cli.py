@@ -130,3 +130,16 @@ def test_explain_names_the_file_and_problem(tmp_path: Path, key_file: Path) -> N
     result = CliRunner().invoke(main, ["explain", str(junk), "--key-file", str(key_file)])
     assert result.exit_code == 2
     assert "junk.txt" in result.output and "not a DICOM file" in result.output
+
+
+def test_cli_reference_is_up_to_date() -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, str(root / "scripts" / "gen_cli_docs.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr

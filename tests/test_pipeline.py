@@ -254,3 +254,25 @@ def test_dask_cluster_gives_identical_outputs(tmp_path: Path, keyring: Keyring) 
         )
     assert summary.counts["released"] == len(GOOD)
     assert _digests(local) == _digests(remote)
+
+
+def test_policy_exclusions_are_reported(tmp_path: Path, keyring: Keyring) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copyfile(pydicom_file("CT_small.dcm"), src / "ct")
+    shutil.copyfile(pydicom_file("MR_small.dcm"), src / "mr")
+    sr = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    sr.SOPInstanceUID = "1.2.3.4.5.6.7.8"
+    sr.StudyDescription = "research hold"
+    sr.save_as(src / "held")
+    policy_file = tmp_path / "p.toml"
+    policy_file.write_text(
+        'extends = "research"\n[exclude]\nmodalities = ["MR"]\n'
+        'study_descriptions = ["RESEARCH HOLD"]\n'
+    )
+    out = tmp_path / "out"
+    summary = run_deid(RunOptions(src, out, workers=1), load_policy(policy_file), keyring)
+    assert summary.counts == {"released": 1, "excluded": 2, "quarantined": 0, "failed": 0}
+    assert summary.exit_code == 0
+    reasons = sorted(str(x["reasons"][0]) for x in _manifest(out) if x["status"] == "excluded")
+    assert "modality MR" in reasons[0] and "study description" in reasons[1]

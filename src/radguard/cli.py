@@ -149,7 +149,17 @@ def deid(
     executor: str,
     scheduler: str,
 ) -> None:
-    """De-identify every DICOM file under IN into OUT/<patient>/<study>/<series>/<sop>.dcm."""
+    """De-identify every DICOM file under IN into OUT/<patient>/<study>/<series>/<sop>.dcm.
+
+    Run records (manifest.jsonl, summary.json, the encrypted vault, quarantine/) go to OUT.run
+    beside OUT. A run that was interrupted resumes when started again with the same arguments.
+
+    \b
+    Exit codes:
+      0  every input released, or excluded on purpose (policy, unsafe object type)
+      1  any input quarantined or failed (reasons in OUT.run/manifest.jsonl)
+      2  usage, policy or key error
+    """
     from radguard.pipeline import RunOptions, run_deid
 
     policy = _policy(policy_spec, add, drop)

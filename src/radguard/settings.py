@@ -114,6 +114,7 @@ class Exclusions:
     modalities: frozenset[str] = frozenset()
     sop_classes: frozenset[str] = frozenset()
     series_description_patterns: tuple[str, ...] = ()
+    study_description_patterns: tuple[str, ...] = ()
     allow: frozenset[Allowance] = frozenset()
 
 
@@ -252,7 +253,7 @@ _KNOWN_KEYS: dict[str, set[str]] = {
     "pseudonyms": {"patient_id", "patient_name"},
     "dates": {"shift_min_days", "shift_max_days", "granularity"},
     "ages": {"aggregate_over"},
-    "exclude": {"modalities", "sop_classes", "series_descriptions", "allow"},
+    "exclude": {"modalities", "sop_classes", "series_descriptions", "study_descriptions", "allow"},
     "text": {"patterns"},
     "overrides": {"attribute", "action", "value", "modality", "sop_class"},
     "private": {"creator", "group", "elements", "action"},
@@ -420,8 +421,9 @@ def _build(data: dict[str, Any], source: str, text: str, problems: list[str]) ->
                 f"{name!r} is not one of " + ", ".join(a.value for a in Allowance),
             )
     patterns = tuple(str(p) for p in excl_raw.get("series_descriptions", []))
+    study_patterns = tuple(str(p) for p in excl_raw.get("study_descriptions", []))
     text_patterns = tuple(str(p) for p in data.get("text", {}).get("patterns", []))
-    for pattern in (*patterns, *text_patterns):
+    for pattern in (*patterns, *study_patterns, *text_patterns):
         try:
             re.compile(pattern)
         except re.error as error:
@@ -430,6 +432,7 @@ def _build(data: dict[str, Any], source: str, text: str, problems: list[str]) ->
         frozenset(str(m).upper() for m in excl_raw.get("modalities", [])),
         frozenset(str(s) for s in excl_raw.get("sop_classes", [])),
         patterns,
+        study_patterns,
         frozenset(allow),
     )
     digest = hashlib.sha256(repr(sorted(_canonical(data).items())).encode()).hexdigest()

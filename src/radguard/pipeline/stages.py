@@ -200,6 +200,10 @@ def gate_stage(item: Item, ctx: Context) -> Item:
         raise Rejected(f"policy excludes modality {item.modality}", excluded=True)
     if item.sop_class in policy.exclude.sop_classes:
         raise Rejected(f"policy excludes SOP class {item.sop_class}", excluded=True)
+    study = str(ds.get("StudyDescription", "") or "")
+    for pattern in policy.exclude.study_description_patterns:
+        if re.search(pattern, study, re.IGNORECASE):
+            raise Rejected(f"policy excludes study description pattern {pattern!r}", excluded=True)
     description = str(ds.get("SeriesDescription", "") or "")
     for pattern in policy.exclude.series_description_patterns:
         if re.search(pattern, description, re.IGNORECASE):
