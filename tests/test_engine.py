@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
+from pathlib import Path
 
 import pydicom
 import pytest
@@ -17,7 +19,7 @@ from radguard.deid.text import TextCleaner
 from radguard.profile import Option
 from radguard.settings import load_policy
 
-from conftest import pydicom_file
+from conftest import TEST_FILES, pydicom_file
 
 
 def _read(name: str) -> Dataset:
@@ -295,3 +297,51 @@ def test_text_cleaner_formats() -> None:
     ):
         assert "***" in cleaner.clean(f"x {text} y"), text
     assert cleaner.clean("T2 FLAIR AX 5mm") == "T2 FLAIR AX 5mm"
+
+
+# the charset files that are whole objects (chrSQEncoding* are fragments without SOP UIDs)
+CHARSET_FILES = [
+    p
+    for p in sorted((TEST_FILES.parent / "charset_files").glob("chr*.dcm"))
+    if "SOPInstanceUID" in pydicom.dcmread(p, stop_before_pixels=True)
+]
+
+
+@pytest.mark.parametrize("path", CHARSET_FILES, ids=lambda p: p.name)
+def test_character_sets_names_do_not_survive(path: Path, engine: Engine) -> None:
+    ds = pydicom.dcmread(path)
+    name = str(ds.get("PatientName", "") or "")
+    parts = [p for p in re.split(r"[\\^=\s]+", name) if len(p) >= 2]
+    ds.StudyDescription = f"CT {name.split('=')[0]} FU"  # plant the name in free text too
+    engine.apply(ds)
+    written = pydicom.dcmread(io.BytesIO(_bytes(ds)))
+    text = " ".join(str(e.value) for e in written.iterall() if e.VR not in ("OB", "OW", "UN"))
+    for part in parts:
+        assert part not in text, f"{path.name}: a name component survived"
+    assert written.StudyDescription.startswith("CT ***")
+
+
+def test_file_without_meta_is_written_with_meta(engine: Engine, tmp_path: Path) -> None:
+    ds = pydicom.dcmread(pydicom_file("ExplVR_LitEndNoMeta.dcm"), force=True)
+    engine.apply(ds)
+    ds.save_as(tmp_path / "x.dcm", enforce_file_format=True)
+    again = pydicom.dcmread(tmp_path / "x.dcm")
+    assert again.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    assert again.file_meta.ImplementationClassUID.startswith("2.25.")
+
+
+def test_multiframe_file(engine: Engine, tmp_path: Path) -> None:
+    import numpy as np
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    ds = _read("MR_small.dcm")
+    frames = 64
+    pixels = np.arange(frames * 128 * 128, dtype=np.uint16).reshape(frames, 128, 128)
+    ds.Rows = ds.Columns = 128
+    ds.NumberOfFrames = frames
+    ds.PixelData = pixels.tobytes()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    engine.apply(ds)
+    ds.save_as(tmp_path / "mf.dcm", enforce_file_format=True)
+    again = pydicom.dcmread(tmp_path / "mf.dcm")
+    assert again.PixelData == pixels.tobytes()

@@ -14,10 +14,14 @@ _NOT_DICOM = (".py", ".txt", ".json", ".gz", ".bz2", ".zip", ".xml", ".pyc", ".i
 
 def pydicom_files() -> list[Path]:
     """DICOM files bundled with pydicom, one per SOP instance (never downloads)."""
-    root = Path(pydicom.data.__file__).parent / "test_files"
+    data = Path(pydicom.data.__file__).parent
     files = []
     seen: set[str] = set()
-    for path in sorted(root.rglob("*")):
+    candidates = [
+        *sorted((data / "test_files").rglob("*")),
+        *sorted((data / "charset_files").glob("*")),
+    ]
+    for path in candidates:
         if not path.is_file() or path.suffix.lower() in _NOT_DICOM:
             continue
         try:
