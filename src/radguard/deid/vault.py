@@ -62,7 +62,11 @@ class Vault:
         return hmac.digest(self._index_key, f"{kind}\x00{value}".encode(), "sha256")
 
     def add(self, entries: Iterable[tuple[str, str, str]]) -> None:
-        """Store (kind, original, pseudonym) entries; duplicates are ignored."""
+        """Stage (kind, original, pseudonym) entries; duplicates are ignored.
+
+        Entries become durable at :meth:`commit` (or :meth:`close`): callers batch many files
+        into one transaction and record those files as done only after the commit.
+        """
         rows = []
         for kind, original, pseudonym in entries:
             nonce = os.urandom(12)
@@ -73,7 +77,9 @@ class Vault:
             )
         if rows:
             self._db.executemany("INSERT OR IGNORE INTO mapping VALUES (?, ?, ?, ?, ?)", rows)
-            self._db.commit()
+
+    def commit(self) -> None:
+        self._db.commit()
 
     def lookup(
         self, value: str, *, kind: str | None = None, reverse: bool = False
@@ -104,4 +110,5 @@ class Vault:
         return int(self._db.execute("SELECT COUNT(*) FROM mapping").fetchone()[0])
 
     def close(self) -> None:
+        self._db.commit()
         self._db.close()

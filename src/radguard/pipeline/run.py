@@ -26,7 +26,7 @@ from radguard.deid.vault import Vault
 from radguard.errors import RadguardError
 from radguard.pipeline.events import FILE_REJECTED, FILE_RELEASED, RELEASE_COMPLETED, EventBus
 from radguard.pipeline.executors import Task, default_workers, run_dask, run_local
-from radguard.pipeline.stages import FileResult, Job, quarantine_copy
+from radguard.pipeline.stages import FileResult, Job, looks_complete, quarantine_copy
 from radguard.profile.table import load_table
 from radguard.settings import Policy
 
@@ -170,23 +170,12 @@ def run_deid(
         raise RadguardError(f"unknown executor {opts.executor!r} (local or dask)")
 
     started = time.perf_counter()
+    records = _Records(manifest_handle, vault, opts.input.resolve())
     try:
         for result in results:
             _count(summary, result.status, result.modality, result.size)
-            if manifest_handle is not None:
-                root = opts.input.resolve()
-                line = {
-                    "input_digest": result.digest,
-                    "input": _relative(result.path, root),
-                    "status": result.status,
-                    "output": result.output,
-                    "modality": result.modality,
-                    "reasons": result.reasons,
-                }
-                manifest_handle.write(json.dumps(line) + "\n")
-                manifest_handle.flush()
             if result.status == "released":
-                bus.emit(FILE_RELEASED, result)
+                bus.emit(FILE_RELEASED, result)  # the vault stages its entries here
             else:
                 if (
                     opts.quarantine
@@ -195,14 +184,11 @@ def run_deid(
                 ):
                     quarantine_copy(result.path, result.digest, run_dir / "quarantine")
                 bus.emit(FILE_REJECTED, result)
+            records.add(result)
             if on_progress is not None:
                 on_progress(result)
     finally:
-        if manifest_handle is not None:
-            os.fsync(manifest_handle.fileno())
-            manifest_handle.close()
-        if vault is not None:
-            vault.close()
+        records.close()
     summary.seconds = round(time.perf_counter() - started, 3)
     processed = summary.files_read - summary.resumed
     summary.files_per_second = round(processed / summary.seconds, 1) if summary.seconds else 0.0
@@ -211,6 +197,58 @@ def run_deid(
         _write_atomic(run_dir / "summary.json", json.dumps(asdict(summary), indent=2) + "\n")
     bus.emit(RELEASE_COMPLETED, summary)
     return summary
+
+
+class _Records:
+    """Batched, ordered run records: the vault is committed before the manifest says 'done'.
+
+    Committing (an fsync) per file would serialize the run on the parent process; instead a
+    batch of results is committed together. A kill loses at most the last batch's manifest
+    lines, and those files are simply processed again on resume (outputs are idempotent).
+    """
+
+    _BATCH = 256
+    _SECONDS = 1.0
+
+    def __init__(self, handle: Any, vault: Vault | None, root: Path) -> None:
+        self.handle = handle
+        self.vault = vault
+        self.root = root
+        self.pending: list[str] = []
+        self.last = time.monotonic()
+
+    def add(self, result: FileResult) -> None:
+        if self.handle is None:
+            return
+        line = {
+            "input_digest": result.digest,
+            "input": _relative(result.path, self.root),
+            "status": result.status,
+            "output": result.output,
+            "modality": result.modality,
+            "reasons": result.reasons,
+        }
+        self.pending.append(json.dumps(line) + "\n")
+        if len(self.pending) >= self._BATCH or time.monotonic() - self.last > self._SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.vault is not None:
+            self.vault.commit()
+        if self.handle is not None and self.pending:
+            self.handle.write("".join(self.pending))
+            self.handle.flush()
+        self.pending.clear()
+        self.last = time.monotonic()
+
+    def close(self) -> None:
+        self.flush()
+        if self.vault is not None:
+            self.vault.close()
+        if self.handle is not None:
+            os.sync()  # outputs were written without a per-file fsync; make the run durable
+            os.fsync(self.handle.fileno())
+            self.handle.close()
 
 
 def _count(summary: RunSummary, status: str, modality: str, size: int) -> None:
@@ -234,7 +272,7 @@ def _resume_state(manifest: Path, out: Path) -> dict[str, dict[str, Any]]:
             except json.JSONDecodeError:
                 continue  # a line cut short by a kill
             if line.get("status") == "excluded" or (
-                line.get("status") == "released" and (out / line["output"]).exists()
+                line.get("status") == "released" and looks_complete(out / line["output"])
             ):
                 done[line["input_digest"]] = line
             else:

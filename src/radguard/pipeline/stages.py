@@ -304,12 +304,12 @@ def write_stage(item: Item, ctx: Context) -> Item:
     try:
         with os.fdopen(fd, "wb") as handle:
             ds.save_as(handle, enforce_file_format=True)
-            handle.flush()
-            os.fsync(handle.fileno())
         try:
             os.link(tmp, target)  # atomic, and refuses to replace an existing output
         except FileExistsError:
-            if not _same_bytes(tmp, target):
+            if not looks_complete(target):
+                os.replace(tmp, target)  # a partial file left by a crash: replace it
+            elif not _same_bytes(tmp, target):
                 raise Rejected(
                     "another input with the same SOP Instance UID but different "
                     "content was already released (duplicate instance UID)"
@@ -321,6 +321,16 @@ def write_stage(item: Item, ctx: Context) -> Item:
     finally:
         Path(tmp).unlink(missing_ok=True)
     return item
+
+
+def looks_complete(path: Path) -> bool:
+    """An output that survived a crash: present, with its preamble and DICM prefix."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:] == b"DICM"
 
 
 def _same_bytes(a: str, b: Path) -> bool:
