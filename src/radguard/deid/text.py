@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 MARK = "***"
-_SEPARATORS = r"[\s\^,._/-]*"
 _MONTHS = (
     "JANUARY",
     "FEBRUARY",
@@ -92,19 +91,10 @@ def date_variants(value: str) -> list[str]:
     return sorted(forms)
 
 
-def identifier_pattern(value: str) -> str:
-    """Regex for one identifying value, separator-insensitive (``^``, spaces, commas...)."""
-    parts = [re.escape(p) for p in re.split(r"[\s\^,._/-]+", value.strip()) if p]
-    return _SEPARATORS.join(parts)
-
-
-@lru_cache(maxsize=512)
-def _specific(identifiers: tuple[str, ...]) -> re.Pattern[str] | None:
-    if not identifiers:
-        return None
-    ordered = sorted(set(identifiers), key=len, reverse=True)
-    body = "|".join(identifier_pattern(v) for v in ordered)
-    return re.compile(rf"(?<![A-Za-z0-9])(?:{body})(?![A-Za-z0-9])", re.IGNORECASE)
+# Words: runs of letters and digits in any script. Identifiers and text are compared word by
+# word, so separators (^, spaces, commas, dots, dashes, slashes...) never hide a match.
+_WORD = re.compile(r"[^\W_]+")
+_MARKS = re.compile(r"(?:\*\*\*[\s\^,.:;/-]*)+\*\*\*")
 
 
 @lru_cache(maxsize=16)
@@ -115,7 +105,13 @@ def _extra(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
 
 
 class TextCleaner:
-    """Cleans free text of the identifying values of one dataset plus generic patterns."""
+    """Cleans free text of the identifying values of one dataset plus generic patterns.
+
+    Identifying values are matched as word sequences (case-insensitive), through a small index
+    built per dataset: no regular expression is compiled per patient, which keeps cleaning
+    cheap on corpora where every file belongs to another patient. Values in scripts written
+    without spaces (e.g. Japanese names) are also searched as plain substrings.
+    """
 
     def __init__(self, identifiers: Iterable[str], extra_patterns: tuple[str, ...] = ()) -> None:
         values: set[str] = set()
@@ -130,35 +126,91 @@ class TextCleaner:
                 values.add(form)
         self.identifiers = tuple(sorted(values))
         self.ascii_only = all(v.isascii() for v in self.identifiers)
-        self._specific = _specific(self.identifiers)
+        index: dict[str, list[tuple[str, ...]]] = {}
+        substrings: set[str] = set()
+        for value in self.identifiers:
+            words = tuple(w.upper() for w in _WORD.findall(value))
+            if not words or (len(words) == 1 and len(words[0]) < 2):
+                continue
+            index.setdefault(words[0], []).append(words)
+            if not value.isascii():
+                substrings.update(w for w in words if len(w) >= 2)
+        for sequences in index.values():
+            sequences.sort(key=len, reverse=True)
+        self._index = index
+        self._substrings = tuple(sorted(substrings, key=len, reverse=True))
         self._extra = _extra(extra_patterns)
+
+    def _identifier_spans(self, text: str) -> list[tuple[int, int]]:
+        words = [(m.start(), m.end(), m.group().upper()) for m in _WORD.finditer(text)]
+        spans = []
+        i, count = 0, len(words)
+        while i < count:
+            matched = 0
+            for sequence in self._index.get(words[i][2], ()):
+                n = len(sequence)
+                if i + n <= count and all(words[i + k][2] == sequence[k] for k in range(1, n)):
+                    matched = n
+                    break
+            if matched:
+                spans.append((words[i][0], words[i + matched - 1][1]))
+                i += matched
+            else:
+                i += 1
+        if self._substrings:
+            upper = text.upper()
+            if len(upper) == len(text):
+                for needle in self._substrings:
+                    start = upper.find(needle)
+                    while start >= 0:
+                        spans.append((start, start + len(needle)))
+                        start = upper.find(needle, start + 1)
+        return spans
 
     def has_identifier(self, text: str) -> bool:
         """True when ``text`` holds one of the dataset's own identifying values."""
-        return self._specific is not None and self._specific.search(text) is not None
+        return bool(self._identifier_spans(text))
 
     def find(self, text: str) -> list[tuple[int, int, str]]:
         """Spans (start, end, why) of identifying content in ``text``."""
-        spans: list[tuple[int, int, str]] = []
-        for why, pattern in (
-            ("identifier", self._specific),
-            ("pattern", _generic()),
-            ("policy pattern", self._extra),
-        ):
-            if pattern is not None:
-                spans.extend(
-                    (m.start(), m.end(), why) for m in pattern.finditer(text) if m.end() > m.start()
-                )
+        spans = [(a, b, "identifier") for a, b in self._identifier_spans(text)]
+        spans += [
+            (m.start(), m.end(), "pattern")
+            for m in _generic().finditer(text)
+            if m.end() > m.start()
+        ]
+        if self._extra is not None:
+            spans += [
+                (m.start(), m.end(), "policy pattern")
+                for m in self._extra.finditer(text)
+                if m.end() > m.start()
+            ]
         return sorted(spans)
 
     def clean(self, text: str) -> str:
         """``text`` with every identifying span replaced by ``***``."""
         if not text:
             return text
-        out = text
-        for pattern in (_generic(), self._specific, self._extra):
-            if pattern is not None:
-                out = pattern.sub(MARK, out)
+        out = _generic().sub(MARK, text)
+        spans = self._identifier_spans(out)
+        if spans:
+            out = _replace(out, spans)
+        if self._extra is not None:
+            out = self._extra.sub(MARK, out)
         if out != text:
-            out = re.sub(r"(?:\*\*\*[\s\^,.:;/-]*)+\*\*\*", MARK, out)
+            out = _MARKS.sub(MARK, out)
         return out
+
+
+def _replace(text: str, spans: list[tuple[int, int]]) -> str:
+    pieces, last = [], 0
+    for start, end in sorted(spans):
+        if start < last:  # overlapping spans: extend the current cut
+            if end > last:
+                last = end
+            continue
+        pieces.append(text[last:start])
+        pieces.append(MARK)
+        last = end
+    pieces.append(text[last:])
+    return "".join(pieces)
