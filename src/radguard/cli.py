@@ -392,6 +392,87 @@ def vault_lookup(
         click.echo(f"{entry_kind}\t{original}\t{pseudonym}")
 
 
+@main.command("verify")
+@click.argument(
+    "paths",
+    metavar="[ORIG] DEID",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+)
+@_policy_option
+@_add_option
+@_drop_option
+@click.option(
+    "--answer-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Phantom answer key: also score every planted identifier.",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write a self-contained HTML report here (and its JSON beside it).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify_command(
+    paths: tuple[Path, ...],
+    policy_spec: str | None,
+    add: tuple[str, ...],
+    drop: tuple[str, ...],
+    answer_key: Path | None,
+    report_path: Path | None,
+    as_json: bool,
+) -> None:
+    """Scan a de-identified set for anything identifying that is left (exit 1 on findings).
+
+    With ORIG (the originals) every identifying value of the originals is searched in every
+    output; with the run's manifest beside DEID, series, studies and references are checked
+    one to one. DEID alone: generic PHI patterns and census name lists.
+    """
+    from radguard.report import render_verify_html
+    from radguard.verify import verify
+
+    if len(paths) > 2:
+        raise click.UsageError("give DEID, or ORIG and DEID")
+    orig, deid = (paths[0], paths[1]) if len(paths) == 2 else (None, paths[0])
+    policy = _policy(policy_spec, add, drop)
+    report = verify(deid, orig, policy, answer_key)
+    data = report.to_json()
+    if report_path is not None:
+        report_path.write_text(render_verify_html(data), encoding="utf-8")
+        report_path.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
+    if as_json:
+        click.echo(json.dumps(data, indent=1))
+    else:
+        console = Console()
+        not_run = [name for name, result in report.checks.items() if result.startswith("not run")]
+        verdict = "PASSED" if report.passed else "FAILED"
+        if not_run:
+            verdict += f" (not checked: {', '.join(not_run)})"
+        table = Table(title=f"radguard verify ({report.mode}): {verdict}")
+        table.add_column("check")
+        table.add_column("result")
+        for name, result in report.checks.items():
+            table.add_row(name, result)
+        table.add_row("files checked", str(report.files_checked))
+        table.add_row("findings", str(len(report.findings)))
+        table.add_row("retained by option", str(len(report.retained)))
+        console.print(table)
+        for finding in report.findings[:20]:
+            console.print(
+                f"  {finding.file} {finding.path}: {finding.category} "
+                f"{finding.found} ({finding.why})",
+                highlight=False,
+                markup=False,
+            )
+        if len(report.findings) > 20:
+            console.print(f"  ... {len(report.findings) - 20} more (use --json or --report)")
+    sys.exit(EXIT_OK if report.passed else EXIT_FINDINGS)
+
+
 @main.command("sample")
 @click.argument("out", type=click.Path(path_type=Path))
 def sample(out: Path) -> None:

@@ -58,7 +58,7 @@ _CODE_ATTRIBUTES = frozenset(
     }
 )
 # UIDs that name definitions (coding schemes, context groups, templates), never instances.
-_DEFINITION_UIDS = frozenset(
+DEFINITION_UIDS = frozenset(
     {
         0x0008010C,  # Coding Scheme UID
         0x0008010D,  # Context Group Extension Creator UID
@@ -183,7 +183,7 @@ def compile_rules(options: frozenset[Option], overrides: tuple[Any, ...]) -> Com
             special[row.id] = rule
         else:
             by_tag[int(row.id, 16)] = rule
-    for tag in _DEFINITION_UIDS:
+    for tag in DEFINITION_UIDS:
         by_tag.setdefault(tag, _DEFINITION_RULE)
     grouped: dict[tuple[int, ...], list[Any]] = {}
     for override in overrides:

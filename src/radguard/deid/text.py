@@ -35,8 +35,9 @@ GENERIC_PATTERNS: tuple[str, ...] = (
     # labelled identifiers: MRN 1234, ID: AB-12, Acc# 9876, DOB 1/2/1950, SSN ...
     r"\b(?:MRN|PID|ID|ACC(?:ESSION)?|SSN|DOB|NHS|ENC(?:OUNTER)?)\s*(?:NO\.?|NUMBER)?\s*[:#=]?\s*"
     r"[A-Z0-9][A-Z0-9/._-]{2,}",
-    # phone numbers (7+ digits with the usual separators)
-    r"(?<!\w)(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?)?\d{3,4}[\s.-]\d{3,4}(?:[\s.-]\d{2,4})?(?!\w)",
+    # phone numbers: (555) 123-4567, 555-123-4567, 555.123.4567, +44 20 7946 0958, 555-1234
+    r"(?<![\w.])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)\s?|\d{2,4}[\s.-])\d{3,4}[\s.-]\d{4}(?![\w.])",
+    r"(?<![\w.])\d{3}-\d{4}(?![\w.])",
     # US social security numbers
     r"\b\d{3}-\d{2}-\d{4}\b",
     # dates: ISO and DICOM, day/month/year with any separator, month names
@@ -44,9 +45,9 @@ GENERIC_PATTERNS: tuple[str, ...] = (
     r"\b\d{1,2}[-/.]\d{1,2}[-/.](?:\d{4}|\d{2})\b",
     rf"\b\d{{1,2}}(?:st|nd|rd|th)?[\s-]*{_MONTH_RE}[\s,-]*(?:\d{{4}}|\d{{2}})\b",
     rf"\b{_MONTH_RE}\s*\d{{1,2}}(?:st|nd|rd|th)?,?\s*(?:\d{{4}}|\d{{2}})\b",
-    # ID-like tokens: 6+ digits, or letters and 5+ digits mixed
-    r"\b\d{6,}\b",
-    r"\b(?=[A-Z]*\d)(?=\d*[A-Z])[A-Z0-9]*\d[A-Z0-9]*\b(?<=\w{7})",
+    # ID-like tokens: 6+ digits, or 7+ letters and digits mixed with 4+ digits (AB12345)
+    r"(?<![\w.])\d{6,}(?![\w.])",
+    r"\b(?=(?:[A-Z]*\d){4})(?=\d*[A-Z])[A-Z0-9]{7,}\b",
 )
 
 

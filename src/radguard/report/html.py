@@ -1,0 +1,97 @@
+"""One self-contained HTML page per report: inline CSS and SVG, no scripts, no downloads."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2rem;color:#1d2330;max-width:70rem}
+h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
+.verdict{padding:.8rem 1rem;border-radius:.4rem;font-weight:600;display:inline-block}
+.pass{background:#dff3e4;color:#13602b}.fail{background:#fbe0e0;color:#8a1c1c}
+table{border-collapse:collapse;width:100%;font-size:.85rem}
+td,th{border-bottom:1px solid #dde1e8;padding:.3rem .5rem;text-align:left;vertical-align:top}
+th{background:#f3f5f8}.num{text-align:right}.muted{color:#6b7280}
+"""
+
+
+def _bars(values: dict[str, float], width: int = 420) -> str:
+    """A horizontal bar chart (shares between 0 and 1) as inline SVG."""
+    rows = list(values.items())
+    height = 22 * len(rows) + 8
+    parts = [f'<svg width="{width + 230}" height="{height}" role="img">']
+    for index, (label, value) in enumerate(rows):
+        y = 4 + 22 * index
+        share = max(0.0, min(1.0, float(value)))
+        colour = "#2e8b57" if share >= 0.999 else ("#d97706" if share >= 0.9 else "#b91c1c")
+        parts.append(f'<text x="0" y="{y + 14}" font-size="12">{html.escape(label)}</text>')
+        parts.append(f'<rect x="170" y="{y}" width="{width}" height="16" fill="#eef0f4"/>')
+        parts.append(
+            f'<rect x="170" y="{y}" width="{share * width:.1f}" height="16" fill="{colour}"/>'
+        )
+        parts.append(f'<text x="{width + 178}" y="{y + 13}" font-size="12">{share:.1%}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_verify_html(data: dict[str, Any]) -> str:
+    """The verification report of :func:`radguard.verify.verify` (its ``to_json()``)."""
+    passed = data["passed"]
+    esc = html.escape
+    out = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>radguard verify</title>"
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>radguard verification report</h1>",
+        f"<p class='verdict {'pass' if passed else 'fail'}'>"
+        f"{'PASSED: nothing identifying found' if passed else 'FAILED: see findings'}</p>",
+        *(
+            f"<p class='muted'>not checked: {esc(name)} ({esc(result)})</p>"
+            for name, result in data["checks"].items()
+            if result.startswith("not run")
+        ),
+        f"<p class='muted'>mode {esc(data['mode'])}, policy {esc(data['policy'])}, "
+        f"{data['files_checked']} files checked against {data['originals_read']} originals "
+        f"in {data['seconds']} s</p>",
+        "<h2>Checks</h2><table><tr><th>check</th><th>result</th></tr>",
+    ]
+    for name, result in data["checks"].items():
+        out.append(f"<tr><td>{esc(name)}</td><td>{esc(result)}</td></tr>")
+    out.append("</table>")
+    scores = data.get("scores") or {}
+    shares = {k: v["share"] for k, v in scores.get("categories", {}).items()}
+    if shares:
+        out.append("<h2>Answer key: share of required actions done right</h2>")
+        out.append(_bars(shares))
+        extra = {k: v for k, v in scores.items() if k != "categories"}
+        if extra:
+            out.append("<table>")
+            for key, value in extra.items():
+                out.append(f"<tr><td>{esc(key)}</td><td>{esc(str(value))}</td></tr>")
+            out.append("</table>")
+    for title, rows in (
+        ("Findings", data["findings"]),
+        ("Retained by option (not findings)", data["retained"]),
+    ):
+        out.append(f"<h2>{title} ({len(rows)})</h2>")
+        if not rows:
+            out.append("<p class='muted'>none</p>")
+            continue
+        out.append(
+            "<table><tr><th>file</th><th>tag path</th><th>category</th>"
+            "<th>found (masked)</th><th>why</th></tr>"
+        )
+        for row in rows[:2000]:
+            out.append(
+                "<tr>"
+                + "".join(
+                    f"<td>{esc(str(row[k]))}</td>"
+                    for k in ("file", "path", "category", "found", "why")
+                )
+                + "</tr>"
+            )
+        out.append("</table>")
+        if len(rows) > 2000:
+            out.append(f"<p class='muted'>{len(rows) - 2000} more in the JSON report</p>")
+    out.append("</body></html>")
+    return "\n".join(out)
