@@ -51,10 +51,14 @@ class Field:
     """One element value as text, with where it was."""
 
     tag: int
-    path: str
+    parent: str  # tag path of the enclosing item ("" at the top level)
     vr: str
     text: str
     private: bool = False
+
+    @property
+    def path(self) -> str:
+        return _path(self.parent, self.tag)
 
 
 @dataclass
@@ -99,32 +103,68 @@ def _is_bulk(tag: int) -> bool:
     )
 
 
-def _walk(ds: Dataset, parent: str, out: Scanned, depth: int) -> None:
+# Character sets whose bytes decode without pydicom's help (ASCII, Latin-1, UTF-8).
+_PLAIN_CHARSETS = {
+    "": "latin-1",
+    "ISO_IR 6": "latin-1",
+    "ISO 2022 IR 6": "latin-1",
+    "ISO_IR 100": "latin-1",
+    "ISO_IR 192": "utf-8",
+}
+
+
+def _charset(ds: Dataset, inherited: str | None) -> str | None:
+    """The codec for raw text bytes of ``ds``, or None when pydicom must decode them."""
+    raw = ds.get_item(0x00080005)
+    if raw is None:
+        return inherited
+    try:
+        value = ds[0x00080005].value
+    except Exception:  # noqa: BLE001 - an odd character set: let pydicom decode values
+        return None
+    names = [
+        str(v).strip()
+        for v in (
+            value
+            if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue"
+            else [value]
+        )
+    ]
+    codecs = {_PLAIN_CHARSETS.get(n) for n in names or [""]}
+    return codecs.pop() if len(codecs) == 1 and None not in codecs else None
+
+
+def _walk(ds: Dataset, parent: str, out: Scanned, depth: int, codec: str | None) -> None:
+    codec = _charset(ds, codec)
     for tag in [int(t) for t in ds.keys()]:
         if _is_bulk(tag):
             continue
         raw = ds.get_item(tag)
         vr = _vr(tag, raw)
-        path = _path(parent, tag)
         private = bool(tag >> 16 & 1)
         if vr == "SQ":
+            path = _path(parent, tag)
             if depth < 32:
                 try:
                     items = ds[tag].value or []
                 except Exception:  # noqa: BLE001 - an undecodable sequence: scan its bytes
                     value = raw.value if isinstance(raw, RawDataElement) else b""
                     out.fields.append(
-                        Field(tag, path, "UN", (value or b"").decode("latin-1"), True)
+                        Field(tag, parent, "UN", (value or b"").decode("latin-1"), True)
                     )
                     continue
                 for index, item in enumerate(items):
-                    _walk(item, f"{path}[{index}]", out, depth + 1)
+                    _walk(item, f"{path}[{index}]", out, depth + 1, codec)
             continue
         if vr in _TEXT_VRS and not (private and isinstance(raw, RawDataElement) and raw.VR is None):
-            try:
-                text = _as_text(ds[tag].value)
-            except Exception:  # noqa: BLE001 - undecodable text: fall back to raw bytes
-                text = _as_text(raw.value if isinstance(raw, RawDataElement) else "")
+            if isinstance(raw, RawDataElement) and codec is not None and vr != "PN":
+                # fast path: the raw bytes decode as they are (no value conversion)
+                text = (raw.value or b"").decode(codec, "replace").strip(" \x00")
+            else:
+                try:
+                    text = _as_text(ds[tag].value)
+                except Exception:  # noqa: BLE001 - undecodable text: fall back to raw bytes
+                    text = _as_text(raw.value if isinstance(raw, RawDataElement) else "")
             if vr == "UI":
                 for uid in text.split("\\"):
                     uid = uid.strip().rstrip("\x00")
@@ -134,10 +174,10 @@ def _walk(ds: Dataset, parent: str, out: Scanned, depth: int) -> None:
                             out.instance_uids.add(uid)
                         if tag == 0x00081155:
                             out.references.append(uid)
-            out.fields.append(Field(tag, path, vr, text, private))
+            out.fields.append(Field(tag, parent, vr, text, private))
         else:
             value = raw.value if isinstance(raw, RawDataElement) else ds[tag].value
-            out.fields.append(Field(tag, path, vr, _as_text(value), private))
+            out.fields.append(Field(tag, parent, vr, _as_text(value), private))
 
 
 def _as_text(value: Any) -> str:
@@ -158,10 +198,10 @@ def scan_file(path: Path) -> Scanned:
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(path, defer_size=4096, force=True)
             scanned.preamble = bytes(getattr(ds, "preamble", b"") or b"")
-            _walk(ds, "", scanned, 0)
+            _walk(ds, "", scanned, 0, "latin-1")
             meta = getattr(ds, "file_meta", None)
             if meta is not None:
-                _walk(meta, "", scanned, 0)
+                _walk(meta, "", scanned, 0, "latin-1")
     except Exception as error:  # noqa: BLE001 - reported as a finding by the caller
         scanned.error = f"unreadable: {type(error).__name__}"
         return scanned
