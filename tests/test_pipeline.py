@@ -282,3 +282,60 @@ def test_policy_exclusions_are_reported(tmp_path: Path, keyring: Keyring) -> Non
     assert summary.exit_code == 0
     reasons = sorted(str(x["reasons"][0]) for x in _manifest(out) if x["status"] == "excluded")
     assert "modality MR" in reasons[0] and "study description" in reasons[1]
+
+
+def test_risk_gate_withholds_a_risky_set(tmp_path: Path, key_file: Path) -> None:
+    src = _corpus(tmp_path)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main,
+        [
+            "deid",
+            str(src),
+            str(out),
+            "--key-file",
+            str(key_file),
+            "--max-risk",
+            "0.1",
+            "--workers",
+            "1",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "withheld" in result.output
+    assert not any(out.iterdir())  # nothing released
+    lines = _manifest(out)
+    assert {line["status"] for line in lines} <= {"withheld", "quarantined"}
+    assert any("risk gate" in str(line["reasons"][0]) for line in lines)
+    summary = json.loads((run_dir_for(out) / "summary.json").read_text())
+    assert summary["risk"]["prosecutor_risk"] > 0.1 and summary["withheld"]
+    # with a limit the set meets, the same run releases everything (resume re-processes)
+    again = CliRunner().invoke(
+        main,
+        [
+            "deid",
+            str(src),
+            str(out),
+            "--key-file",
+            str(key_file),
+            "--max-risk",
+            "1",
+            "--workers",
+            "1",
+        ],
+    )
+    assert again.exit_code == 1  # the odd inputs are still quarantined
+    assert len(list(out.rglob("*.dcm"))) == len(GOOD)
+
+
+def test_risk_command_json(tmp_path: Path, keyring: Keyring) -> None:
+    src = _corpus(tmp_path)
+    out = tmp_path / "out"
+    run_deid(RunOptions(src, out, workers=1), load_policy("research"), keyring)
+    result = CliRunner().invoke(main, ["risk", str(out), "--json", "--population", "1000"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["k_anonymity"] >= 1 and 0 <= data["unique_fraction"] <= 1
+    assert data["marketer_risk"] is not None and data["suggestions"]
+    text = CliRunner().invoke(main, ["risk", str(out), "--qi", "PatientSex", "--unit", "study"])
+    assert text.exit_code == 0 and "k-anonymity" in text.output

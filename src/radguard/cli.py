@@ -136,6 +136,14 @@ _key_option = click.option(
     metavar="ADDRESS",
     help="Dask scheduler address (with --executor dask).",
 )
+@click.option(
+    "--max-risk",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    metavar="P",
+    help="Withhold the whole set if its prosecutor re-identification "
+    "risk is above P (overrides the policy's [risk] limit).",
+)
 def deid(
     input_path: Path,
     output_path: Path,
@@ -148,6 +156,7 @@ def deid(
     dry_run: bool,
     executor: str,
     scheduler: str,
+    max_risk: float | None,
 ) -> None:
     """De-identify every DICOM file under IN into OUT/<patient>/<study>/<series>/<sop>.dcm.
 
@@ -164,7 +173,16 @@ def deid(
 
     policy = _policy(policy_spec, add, drop)
     keyring = _keyring(key_file)
-    opts = RunOptions(input_path, output_path, workers, quarantine, dry_run, executor, scheduler)
+    opts = RunOptions(
+        input_path,
+        output_path,
+        workers,
+        quarantine,
+        dry_run,
+        executor,
+        scheduler,
+        max_risk=max_risk,
+    )
     console = _console()
     with Progress(
         SpinnerColumn(),
@@ -194,8 +212,9 @@ def _print_summary(console: Console, summary: Any, output_path: Path) -> None:
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("files read", str(summary.files_read))
-    for status in ("released", "excluded", "quarantined", "failed"):
-        table.add_row(status, str(summary.counts.get(status, 0)))
+    for status in ("released", "excluded", "quarantined", "failed", "withheld"):
+        if status != "withheld" or summary.counts.get(status):
+            table.add_row(status, str(summary.counts.get(status, 0)))
     if summary.resumed:
         table.add_row("done in an earlier run", str(summary.resumed))
     for modality, count in sorted(summary.per_modality.items()):
@@ -208,6 +227,13 @@ def _print_summary(console: Console, summary: Any, output_path: Path) -> None:
         from radguard.pipeline import run_dir_for
 
         console.print(f"run records: {run_dir_for(output_path)}", highlight=False)
+    if summary.withheld:
+        console.print(
+            f"[red]set withheld[/red]: prosecutor risk "
+            f"{summary.risk.get('prosecutor_risk')} is above the limit; nothing was "
+            f"released (moved to {summary.withheld}). Try 'radguard risk' for "
+            "generalizations that lower it."
+        )
     if summary.exit_code:
         console.print(
             "[red]some inputs were not released[/red]: see manifest.jsonl for the reasons (exit 1)"
@@ -471,6 +497,90 @@ def verify_command(
         if len(report.findings) > 20:
             console.print(f"  ... {len(report.findings) - 20} more (use --json or --report)")
     sys.exit(EXIT_OK if report.passed else EXIT_FINDINGS)
+
+
+@main.command("risk")
+@click.argument("deid", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--qi",
+    "qis",
+    multiple=True,
+    metavar="KEYWORD",
+    help="A quasi-identifier (DICOM keyword); repeatable. Default: sex, age, size, "
+    "weight, study date, institution, device, modality, body part, protocol, "
+    "image size.",
+)
+@click.option(
+    "--unit",
+    type=click.Choice(["patient", "study", "series"]),
+    default="patient",
+    help="What one record is (a patient takes the values of its first study).",
+)
+@click.option(
+    "--population",
+    type=click.IntRange(1),
+    default=None,
+    metavar="N",
+    help="Size of the population the set was drawn from (enables journalist and marketer risk).",
+)
+@click.option(
+    "--target",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.2,
+    help="Prosecutor risk the suggested generalization plan aims for.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def risk_command(
+    deid: Path,
+    qis: tuple[str, ...],
+    unit: str,
+    population: int | None,
+    target: float,
+    as_json: bool,
+) -> None:
+    """Re-identification risk of a released set from its quasi-identifiers (ARX measures)."""
+    from radguard.risk import DEFAULT_QIS, assess, plan, scan_folder, suggest
+
+    chosen = tuple(qis) or DEFAULT_QIS
+    scan = scan_folder(deid, chosen, unit)
+    report = assess(scan.records, chosen, population=population)
+    singles = suggest(scan.records, chosen, report, target=target)
+    combined = plan(scan.records, chosen, report, target=target)
+    if as_json:
+        data = report.to_json()
+        data["suggestions"] = [x.to_json() for x in singles]
+        data["plan"] = combined.to_json()
+        data["files_read"] = scan.files_read
+        click.echo(json.dumps(data, indent=2))
+        return
+    console = Console()
+    table = Table(title=f"re-identification risk: {len(scan.records)} {unit} records")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("k-anonymity", str(report.k_anonymity))
+    table.add_row("unique records", f"{report.unique_fraction:.1%}")
+    table.add_row("prosecutor risk (highest)", f"{report.prosecutor.highest:.3f}")
+    table.add_row("prosecutor risk (average)", f"{report.prosecutor.average:.3f}")
+    if report.journalist is not None:
+        table.add_row("journalist risk (highest)", f"{report.journalist.highest:.3f}")
+    if report.marketer is not None:
+        table.add_row("marketer risk", f"{report.marketer:.3f}")
+    table.add_row("quasi-identifiers", ", ".join(chosen))
+    console.print(table)
+    ideas = Table(title="generalizations (risk after each)")
+    ideas.add_column("change")
+    ideas.add_column("prosecutor risk", justify="right")
+    ideas.add_column("unique", justify="right")
+    for idea in singles[:10]:
+        ideas.add_row(
+            idea.description, f"{idea.prosecutor_risk:.3f}", f"{idea.unique_fraction:.1%}"
+        )
+    ideas.add_row(
+        f"plan: {combined.description}",
+        f"{combined.prosecutor_risk:.3f}",
+        f"{combined.unique_fraction:.1%}",
+    )
+    console.print(ideas)
 
 
 @main.command("sample")

@@ -110,6 +110,15 @@ class Ages:
 
 
 @dataclass(frozen=True)
+class RiskLimits:
+    """Release gate on re-identification risk (``[risk]``); None: no gate."""
+
+    max_prosecutor: float | None = None
+    quasi_identifiers: tuple[str, ...] = ()
+    population: int | None = None
+
+
+@dataclass(frozen=True)
 class Exclusions:
     modalities: frozenset[str] = frozenset()
     sop_classes: frozenset[str] = frozenset()
@@ -133,6 +142,7 @@ class Policy:
     ages: Ages = field(default_factory=Ages)
     exclude: Exclusions = field(default_factory=Exclusions)
     text_patterns: tuple[str, ...] = ()
+    risk: RiskLimits = field(default_factory=RiskLimits)
 
     def with_options(self, add: Iterable[Option] = (), drop: Iterable[Option] = ()) -> Policy:
         options = (self.options | frozenset(add)) - frozenset(drop)
@@ -257,6 +267,7 @@ _KNOWN_KEYS: dict[str, set[str]] = {
     "text": {"patterns"},
     "overrides": {"attribute", "action", "value", "modality", "sop_class"},
     "private": {"creator", "group", "elements", "action"},
+    "risk": {"max_prosecutor", "quasi_identifiers", "population"},
 }
 
 
@@ -435,6 +446,20 @@ def _build(data: dict[str, Any], source: str, text: str, problems: list[str]) ->
         study_patterns,
         frozenset(allow),
     )
+    risk_raw = data.get("risk", {})
+    limit = risk_raw.get("max_prosecutor")
+    if limit is not None and not (isinstance(limit, int | float) and 0 < limit <= 1):
+        bad("max_prosecutor", "risk", "must be a number in (0, 1], e.g. 0.2")
+        limit = None
+    population = risk_raw.get("population")
+    if population is not None and not (isinstance(population, int) and population > 0):
+        bad("population", "risk", "must be a positive integer")
+        population = None
+    risk = RiskLimits(
+        float(limit) if limit is not None else None,
+        tuple(str(q) for q in risk_raw.get("quasi_identifiers", [])),
+        population,
+    )
     digest = hashlib.sha256(repr(sorted(_canonical(data).items())).encode()).hexdigest()
     return Policy(
         name=source,
@@ -448,6 +473,7 @@ def _build(data: dict[str, Any], source: str, text: str, problems: list[str]) ->
         ages=ages,
         exclude=exclude,
         text_patterns=text_patterns,
+        risk=risk,
     )
 
 

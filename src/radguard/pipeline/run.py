@@ -42,6 +42,7 @@ class RunOptions:
     dry_run: bool = False
     executor: str = "local"
     scheduler: str = ""
+    max_risk: float | None = None  # overrides the policy's [risk] max_prosecutor
 
 
 @dataclass
@@ -64,11 +65,14 @@ class RunSummary:
     files_per_second: float = 0.0
     started: str = ""
     finished: str = ""
+    risk: dict[str, Any] = field(default_factory=dict)
+    withheld: str = ""  # where the set went when the risk gate refused it
 
     @property
     def exit_code(self) -> int:
-        """0: all released or deliberately excluded; 1: anything quarantined or failed."""
-        return 1 if self.counts["quarantined"] or self.counts["failed"] else 0
+        """0: all released or deliberately excluded; 1: anything quarantined or failed, or
+        the set withheld by the risk gate."""
+        return 1 if self.counts["quarantined"] or self.counts["failed"] or self.withheld else 0
 
 
 def run_dir_for(output: Path) -> Path:
@@ -193,6 +197,9 @@ def run_deid(
     processed = summary.files_read - summary.resumed
     summary.files_per_second = round(processed / summary.seconds, 1) if summary.seconds else 0.0
     summary.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    limit = opts.max_risk if opts.max_risk is not None else policy.risk.max_prosecutor
+    if limit is not None and not opts.dry_run and summary.counts["released"]:
+        _risk_gate(summary, policy, out, run_dir, limit)
     if not opts.dry_run:
         _write_atomic(run_dir / "summary.json", json.dumps(asdict(summary), indent=2) + "\n")
     bus.emit(RELEASE_COMPLETED, summary)
@@ -249,6 +256,41 @@ class _Records:
             os.sync()  # outputs were written without a per-file fsync; make the run durable
             os.fsync(self.handle.fileno())
             self.handle.close()
+
+
+def _risk_gate(summary: RunSummary, policy: Policy, out: Path, run_dir: Path, limit: float) -> None:
+    """Measure the released set; above the limit, withhold all of it (nothing is released)."""
+    from radguard.risk import DEFAULT_QIS, assess, collect_records
+
+    qis = policy.risk.quasi_identifiers or DEFAULT_QIS
+    report = assess(collect_records(out, qis), qis, population=policy.risk.population)
+    summary.risk = {"max_prosecutor_allowed": limit, **report.to_json()}
+    summary.risk.pop("records", None)
+    summary.risk.pop("highest_risk", None)
+    if report.exceeds(limit):
+        withheld = run_dir / f"withheld-{time.strftime('%Y%m%dT%H%M%S')}"
+        os.replace(out, withheld)  # one rename: the whole set leaves OUT at once
+        out.mkdir()
+        summary.withheld = str(withheld)
+        reason = (
+            f"withheld by the risk gate: prosecutor risk {report.prosecutor.highest:.3f} "
+            f"above the limit {limit}"
+        )
+        _rewrite_manifest(run_dir / "manifest.jsonl", "released", "withheld", reason)
+        summary.counts["withheld"] = summary.counts.pop("released")
+        summary.counts["released"] = 0
+
+
+def _rewrite_manifest(manifest: Path, old: str, new: str, reason: str) -> None:
+    lines = []
+    with manifest.open(encoding="utf-8") as handle:
+        for text in handle:
+            line = json.loads(text)
+            if line.get("status") == old:
+                line["status"] = new
+                line["reasons"] = [reason, *line.get("reasons", [])]
+            lines.append(json.dumps(line) + "\n")
+    _write_atomic(manifest, "".join(lines))
 
 
 def _count(summary: RunSummary, status: str, modality: str, size: int) -> None:
