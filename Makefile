@@ -30,6 +30,10 @@ demo: $(STAMP)
 	@$(BIN)/python -c "import json; [print(f\"{l['status']:12} {l['input']}: {l['reasons'][0]}\") for l in map(json.loads, open('$(DEMO_OUT).run/manifest.jsonl')) if l['status'] != 'released']"
 	@echo "--- released tree (first entries):"
 	@find $(DEMO_OUT) -name '*.dcm' | sort | head -5
+	@echo "--- prove it: search every released file for what is left of the originals"
+	$(BIN)/radguard verify $(DEMO_IN) $(DEMO_OUT) --report $(DEMO_OUT).run/verify.html
+	@echo "--- re-identification risk of the released set"
+	$(BIN)/radguard risk $(DEMO_OUT) --population 100000
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts bench
