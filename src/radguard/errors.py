@@ -36,3 +36,17 @@ class Rejected(RadguardError):
 
 class VaultError(RadguardError):
     """The mapping vault cannot be opened or read with the given key."""
+
+
+# What pydicom raises on a corrupt, truncated or non-DICOM file (read errors, not bugs).
+DICOM_READ_ERRORS: tuple[type[Exception], ...] = (
+    EOFError,
+    OSError,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    NotImplementedError,
+    AttributeError,
+    OverflowError,
+)

@@ -25,7 +25,7 @@ from pydicom.errors import InvalidDicomError
 from radguard.deid.engine import Engine
 from radguard.deid.keys import Keyring
 from radguard.deid.pseudonym import Pseudonymizer
-from radguard.errors import Rejected
+from radguard.errors import DICOM_READ_ERRORS, Rejected
 from radguard.profile.options import Option
 from radguard.settings import Allowance, Policy
 
@@ -122,17 +122,7 @@ def read_stage(item: Item, ctx: Context | None = None) -> Item:
             item.notes.append(f"input: {message}")
     except Rejected:
         raise
-    except (
-        EOFError,
-        OSError,
-        ValueError,
-        TypeError,
-        KeyError,
-        IndexError,
-        NotImplementedError,
-        AttributeError,
-        OverflowError,
-    ) as error:
+    except DICOM_READ_ERRORS as error:
         raise Rejected(f"unreadable: {type(error).__name__}: {_short(error)}") from error
     sop_class = str(ds.get("SOPClassUID", "") or "")
     if sop_class == _MEDIA_STORAGE_DIRECTORY or ("DirectoryRecordSequence" in ds and not sop_class):

@@ -30,7 +30,7 @@ from pydicom.datadict import dictionary_VR, keyword_dict
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from radguard.errors import RadguardError
+from radguard.errors import DICOM_READ_ERRORS, RadguardError
 
 MISSING = "(missing)"
 """The value of a quasi-identifier that a unit does not carry."""
@@ -58,17 +58,7 @@ DEFAULT_QIS: tuple[str, ...] = (
 _MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 _BINARY_VRS = frozenset({"SQ", "OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 _GROUPING = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "StudyDate", "StudyTime")
-_UNREADABLE = (
-    EOFError,
-    OSError,
-    ValueError,
-    TypeError,
-    KeyError,
-    IndexError,
-    NotImplementedError,
-    AttributeError,
-    OverflowError,
-)
+_UNREADABLE = DICOM_READ_ERRORS
 
 
 class RiskInputError(RadguardError):
