@@ -583,6 +583,39 @@ def risk_command(
     console.print(ideas)
 
 
+@main.command("phantom")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--patients", type=click.IntRange(1), default=2, help="Number of patients.")
+@click.option(
+    "--seed",
+    type=click.IntRange(0),
+    default=0,
+    help="Random seed: the same seed gives the same bytes.",
+)
+@click.option(
+    "--answer-key",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write the answer key (default: OUT.answer.json beside OUT).",
+)
+@click.option("--workers", type=int, default=1, help="Processes (0: all cores).")
+def phantom_command(
+    out: Path, patients: int, seed: int, answer_key: Path | None, workers: int
+) -> None:
+    """Synthesize studies with planted identifiers, and the answer key that lists them."""
+    from radguard.phantom import default_key_path, generate
+
+    try:
+        key = generate(out, patients, seed, answer_key=answer_key, workers=workers)
+    except (ValueError, FileExistsError) as error:
+        raise RadguardError(str(error)) from error
+    key_path = answer_key or default_key_path(out)
+    click.echo(
+        f"wrote {len(key.files)} files for {patients} patient(s) under {out}; "
+        f"answer key {key_path} (seed {seed})"
+    )
+
+
 @main.command("sample")
 @click.argument("out", type=click.Path(path_type=Path))
 def sample(out: Path) -> None:

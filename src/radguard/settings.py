@@ -47,6 +47,7 @@ class Allowance(enum.Enum):
     ENCAPSULATED_DOCUMENTS = "encapsulated-documents"
     VIDEO = "video"
     RAW_DATA = "raw-data"
+    BURNED_IN_ANNOTATION = "burned-in-annotation"  # release pixels flagged as carrying text
 
 
 @dataclass(frozen=True)

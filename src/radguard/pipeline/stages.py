@@ -231,8 +231,21 @@ def header_stage(item: Item, ctx: Context) -> Item:
 
 
 def pixel_stage(item: Item, ctx: Context) -> Item:
-    """Hook for Clean Pixel Data (PS3.15 E.3.1): fails closed until an engine is installed."""
-    if Option.CLEAN_PIXEL_DATA in ctx.job.policy.options and _needs_pixel_review(item):
+    """Hook for Clean Pixel Data (PS3.15 E.3.1): fails closed until an engine is installed.
+
+    A file that says its pixels carry burned-in text (Burned In Annotation YES) is never
+    released uncleaned, whatever the options, unless the policy allows it explicitly.
+    """
+    ds = item.dataset
+    assert ds is not None
+    policy = ctx.job.policy
+    burned = str(ds.get("BurnedInAnnotation", "") or "").strip().upper() == "YES"
+    if burned and Allowance.BURNED_IN_ANNOTATION not in policy.exclude.allow:
+        raise Rejected(
+            "Burned In Annotation is YES and no pixel engine can remove the text "
+            "(allow 'burned-in-annotation' in the policy to release it anyway)"
+        )
+    if Option.CLEAN_PIXEL_DATA in policy.options and _needs_pixel_review(item):
         raise Rejected(
             "clean-pixel-data requested but no pixel engine is available "
             "(burned-in text cannot be ruled out)"

@@ -53,7 +53,7 @@ _TECHNICAL = frozenset(
 _FREE_TEXT_VRS = frozenset({"LO", "LT", "ST", "UT", "SH", "UC", "PN"})
 _DUMMY_NAMES = frozenset({"", "ANONYMIZED", "ANONYMOUS", "UNKNOWN"})
 # Words of radiology reports that the census lists also hold as names ("HEAD, BRAIN").
-_CLINICAL_WORDS = frozenset(
+CLINICAL_WORDS = frozenset(
     """
 ABDOMEN ANGLE ANKLE AORTA APEX ARCH ARM ARMS AXIAL BACK BASE BELL BLACK BLOOD BODY BONE BOWEL
 BRAIN BREAST BROWN CALF CAP CARDIAC CAST CHEST CHILD CLEAR COLON CONE CONTRAST CORE CROSS CT
@@ -94,7 +94,7 @@ _WORDS = re.compile(r"[A-Za-z]{2,}")
 def person_names(text: str) -> list[str]:
     """'First Last' pairs where both words are in the census lists."""
     first, last = _names()
-    words = [w for w in _WORDS.findall(text) if w.upper() not in _CLINICAL_WORDS]
+    words = [w for w in _WORDS.findall(text) if w.upper() not in CLINICAL_WORDS]
     found = []
     for a, b in itertools.pairwise(words):
         if a.upper() in first and b.upper() in last:

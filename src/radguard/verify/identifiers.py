@@ -19,6 +19,7 @@ from pydicom.datadict import tag_for_keyword
 
 from radguard.deid.text import date_variants
 from radguard.profile.options import Option
+from radguard.verify.generic import CLINICAL_WORDS
 from radguard.verify.scan import Scanned
 
 _NON_WORD = re.compile(r"[^0-9A-Za-z\u00C0-\uFFFF]+")
@@ -152,11 +153,12 @@ def normalize(text: str) -> str:
 class IdentifierSet:
     """Every identifying value found in a set of originals, by normalized value.
 
-    Two scopes: *strong* patterns (whole names, IDs, accession numbers, addresses, phone
-    numbers, institutions, devices, birth dates) are searched in every output, since any of
-    them anywhere is a leak; single name components are searched only in the outputs of the
-    same patient (``per_patient``), because a component such as "WHITE" or "TEST" is an
-    ordinary word in another patient's report.
+    Two scopes: *strong* patterns (whole names, name components of five letters or more
+    that are not clinical words, IDs, accession numbers, addresses, phone numbers,
+    institutions, devices, birth dates) are searched in every output, since any of them
+    anywhere is a leak; short name components are searched only in the outputs of the same
+    patient (``per_patient``), because a component such as "TEST" or "LI" is an ordinary word
+    in another patient's report.
 
     Values that the originals also carry in attributes kept on purpose because they identify
     no one (manufacturer, model, software, modality, body part, coded values and meanings) are
@@ -220,7 +222,10 @@ def _patterns(category: Category, value: str) -> Iterator[tuple[str, bool]]:
                 yield " " + " ".join(words) + " ", True
             for word in words:
                 if len(word) >= 2 and word not in _PARTICLES and not word.isdigit():
-                    yield f" {word} ", False
+                    # long, uncommon components are searched set-wide too; short ones and
+                    # clinical words only in the patient's own files
+                    strong = len(word) >= 5 and word not in CLINICAL_WORDS
+                    yield f" {word} ", strong
         return
     normalized = normalize(text)
     if _informative(normalized):

@@ -43,6 +43,15 @@ _TEXT_VRS = frozenset(
         "UI",
     }
 )
+# UIDs that name software or classes, never a patient's instance (plus definition UIDs).
+_NOT_INSTANCE_UIDS = DEFINITION_UIDS | {
+    0x00020002,
+    0x00020010,
+    0x00020012,
+    0x00080016,
+    0x00081150,
+    0x00020100,
+}
 _REFERENCE_TAGS = frozenset({0x00081155, 0x0020000D, 0x0020000E})  # ref SOP / study / series
 
 
@@ -72,6 +81,7 @@ class Scanned:
     study_uid: str = ""
     series_uid: str = ""
     patient_id: str = ""
+    study_date: str = ""
     references: list[str] = field(default_factory=list)  # ReferencedSOPInstanceUID values
     uids: set[str] = field(default_factory=set)
     instance_uids: set[str] = field(default_factory=set)  # UIDs of instances, not definitions
@@ -170,7 +180,7 @@ def _walk(ds: Dataset, parent: str, out: Scanned, depth: int, codec: str | None)
                     uid = uid.strip().rstrip("\x00")
                     if uid:
                         out.uids.add(uid)
-                        if tag not in DEFINITION_UIDS and uid not in UID_dictionary:
+                        if tag not in _NOT_INSTANCE_UIDS and uid not in UID_dictionary:
                             out.instance_uids.add(uid)
                         if tag == 0x00081155:
                             out.references.append(uid)
@@ -212,6 +222,7 @@ def scan_file(path: Path) -> Scanned:
     scanned.study_uid = str(ds.get("StudyInstanceUID", "") or "")
     scanned.series_uid = str(ds.get("SeriesInstanceUID", "") or "")
     scanned.patient_id = str(ds.get("PatientID", "") or "")
+    scanned.study_date = str(ds.get("StudyDate", "") or "")
     return scanned
 
 

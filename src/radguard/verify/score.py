@@ -2,9 +2,11 @@
 
 For every planted item the key says whether it must go (``expect: remove``) or stay
 (``expect: keep``); the score of a category is the share of required actions done right. An
-item of a file that was not released counts as removed (nothing of it left) and, for items to
-keep, as lost. Burned-in text is scored by the pixel stage once it exists; until then its
-category reports itself as not run.
+item to remove in a file that was not released counts as removed (nothing of it is left); items
+to keep in such files are counted apart (``kept_in_files_not_released``), so that the research
+score measures over-removal in what was released. Date intervals between a patient's studies
+are compared before and after. Burned-in text is scored by the pixel stage once it exists;
+until then its category reports itself as not run.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ def score_answer_key(
         return texts[out]
 
     tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    withheld: dict[str, int] = defaultdict(int)
     leaks: list[dict[str, str]] = []
     for entry in _entries(key):
         category = str(entry.get("category", "other"))
@@ -65,6 +68,9 @@ def score_answer_key(
         if category == "filename":
             present = any(w in all_paths for w in words)
         elif out is None:
+            if expect != "remove":
+                withheld[category] += 1  # kept data of a file not released: counted apart
+                continue
             present = False
         else:
             haystack = text_of(out)
@@ -88,11 +94,53 @@ def score_answer_key(
     }
     removed = [v for k, v in categories.items() if not k.startswith("kept:")]
     kept = [v for k, v in categories.items() if k.startswith("kept:")]
+    intervals = _intervals(key, by_input, outputs)
     return {
         "categories": categories,
+        "date_intervals": intervals,
         "leak_rate": 1
         - sum(v["right"] for v in removed) / max(1, sum(v["total"] for v in removed)),
         "research_kept": sum(v["right"] for v in kept) / max(1, sum(v["total"] for v in kept)),
         "leaks": leaks[:200],
+        "kept_in_files_not_released": dict(withheld),
         "burned_in": "not run: no pixel engine installed",
     }
+
+
+def _intervals(
+    key: dict[str, Any], by_input: dict[str, str], outputs: dict[str, Scanned]
+) -> dict[str, Any]:
+    """Days between a patient's studies, before and after: preserved, changed, not released."""
+    study_of_file = {f["file"]: f.get("study_instance_uid", "") for f in key.get("files", [])}
+    released_study: dict[str, str] = {}  # original study UID -> released study date
+    for source, study in study_of_file.items():
+        out = by_input.get(source)
+        if out is not None and out in outputs and outputs[out].study_date:
+            released_study[study] = outputs[out].study_date
+    preserved = changed = missing = 0
+    for patient in key.get("patients", []):
+        studies = patient.get("studies", [])
+        expected = patient.get("intervals_days", [])
+        dates = [released_study.get(s.get("study_instance_uid", "")) for s in studies]
+        for index, days in enumerate(expected):
+            a, b = dates[index], dates[index + 1] if index + 1 < len(dates) else None
+            if not a or not b:
+                missing += 1
+                continue
+            if (_day(b) - _day(a)).days == days:
+                preserved += 1
+            else:
+                changed += 1
+    total = preserved + changed
+    return {
+        "preserved": preserved,
+        "changed": changed,
+        "not_released": missing,
+        "share": preserved / total if total else 1.0,
+    }
+
+
+def _day(text: str) -> Any:
+    import datetime as dt
+
+    return dt.datetime.strptime(text[:8], "%Y%m%d").date()
