@@ -339,3 +339,9 @@ def test_risk_command_json(tmp_path: Path, keyring: Keyring) -> None:
     assert data["marketer_risk"] is not None and data["suggestions"]
     text = CliRunner().invoke(main, ["risk", str(out), "--qi", "PatientSex", "--unit", "study"])
     assert text.exit_code == 0 and "k-anonymity" in text.output
+    page = tmp_path / "risk.html"
+    made = CliRunner().invoke(main, ["risk", str(out), "--report", str(page)])
+    assert made.exit_code == 0
+    html = page.read_text()
+    assert "<svg" in html and "Equivalence classes" in html
+    assert json.loads(page.with_suffix(".json").read_text())["k_anonymity"] >= 1

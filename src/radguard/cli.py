@@ -530,6 +530,13 @@ def verify_command(
     help="Prosecutor risk the suggested generalization plan aims for.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write a self-contained HTML report with plots (and its JSON beside it).",
+)
 def risk_command(
     deid: Path,
     qis: tuple[str, ...],
@@ -537,6 +544,7 @@ def risk_command(
     population: int | None,
     target: float,
     as_json: bool,
+    report_path: Path | None,
 ) -> None:
     """Re-identification risk of a released set from its quasi-identifiers (ARX measures)."""
     from radguard.risk import DEFAULT_QIS, assess, plan, scan_folder, suggest
@@ -546,11 +554,16 @@ def risk_command(
     report = assess(scan.records, chosen, population=population)
     singles = suggest(scan.records, chosen, report, target=target)
     combined = plan(scan.records, chosen, report, target=target)
+    data = report.to_json()
+    data["suggestions"] = [x.to_json() for x in singles]
+    data["plan"] = combined.to_json()
+    data["files_read"] = scan.files_read
+    if report_path is not None:
+        from radguard.report import render_risk_html
+
+        report_path.write_text(render_risk_html(data), encoding="utf-8")
+        report_path.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
     if as_json:
-        data = report.to_json()
-        data["suggestions"] = [x.to_json() for x in singles]
-        data["plan"] = combined.to_json()
-        data["files_read"] = scan.files_read
         click.echo(json.dumps(data, indent=2))
         return
     console = Console()

@@ -95,3 +95,101 @@ def render_verify_html(data: dict[str, Any]) -> str:
             out.append(f"<p class='muted'>{len(rows) - 2000} more in the JSON report</p>")
     out.append("</body></html>")
     return "\n".join(out)
+
+
+def _histogram(sizes: dict[str, int], width: int = 520, height: int = 160) -> str:
+    """Records per equivalence-class size, as an inline SVG column chart."""
+    items = sorted(((int(k), v) for k, v in sizes.items()), key=lambda kv: kv[0])
+    if not items:
+        return "<p class='muted'>no records</p>"
+    top = max(v for _, v in items)
+    step = width / len(items)
+    parts = [f'<svg width="{width + 40}" height="{height + 40}" role="img">']
+    for index, (size, count) in enumerate(items):
+        bar = (height - 10) * count / top
+        x, y = 30 + index * step, height - bar
+        colour = "#b91c1c" if size == 1 else ("#d97706" if size < 5 else "#2e8b57")
+        parts.append(
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(step - 4, 2):.1f}" '
+            f'height="{bar:.1f}" fill="{colour}"><title>class size {size}: {count} '
+            f"classes</title></rect>"
+        )
+        parts.append(
+            f'<text x="{x + step / 2 - 4:.1f}" y="{height + 14}" font-size="11">{size}</text>'
+        )
+    parts.append(
+        f'<text x="30" y="{height + 32}" font-size="11">equivalence class size '
+        "(red: unique, amber: below 5)</text></svg>"
+    )
+    return "".join(parts)
+
+
+def _risk_curve(risks: list[float], width: int = 520, height: int = 140) -> str:
+    """Risk per record, highest first, as an inline SVG step line."""
+    if not risks:
+        return ""
+    ordered = sorted(risks, reverse=True)
+    points = " ".join(
+        f"{30 + width * i / max(1, len(ordered) - 1):.1f},{10 + (height - 10) * (1 - r):.1f}"
+        for i, r in enumerate(ordered)
+    )
+    return (
+        f'<svg width="{width + 40}" height="{height + 30}" role="img">'
+        f'<polyline points="{points}" fill="none" stroke="#1d4ed8" stroke-width="2"/>'
+        f'<text x="30" y="{height + 24}" font-size="11">records, highest risk first '
+        "(y: prosecutor risk 0..1)</text></svg>"
+    )
+
+
+def render_risk_html(data: dict[str, Any]) -> str:
+    """The re-identification risk report (``RiskReport.to_json()`` plus suggestions)."""
+    esc = html.escape
+    limit = data.get("max_prosecutor_allowed")
+    verdict = ""
+    if limit is not None:
+        ok = data["prosecutor_risk"] <= limit
+        verdict = (
+            f"<p class='verdict {'pass' if ok else 'fail'}'>prosecutor risk "
+            f"{data['prosecutor_risk']:.3f} {'within' if ok else 'above'} the limit "
+            f"{limit}</p>"
+        )
+    rows = [
+        ("records", data["records"]),
+        ("k-anonymity", data["k_anonymity"]),
+        ("unique records", f"{data['unique_fraction']:.1%}"),
+        (
+            "prosecutor risk (highest / average)",
+            f"{data['prosecutor_risk']:.3f} / {data['average_prosecutor_risk']:.3f}",
+        ),
+        ("journalist risk", data.get("journalist_risk")),
+        ("marketer risk", data.get("marketer_risk")),
+        ("quasi-identifiers", ", ".join(data["quasi_identifiers"])),
+    ]
+    out = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>radguard risk</title>"
+        f"<style>{_CSS}</style></head><body><h1>Re-identification risk</h1>",
+        verdict,
+        "<table>",
+    ]
+    out += [f"<tr><td>{esc(str(k))}</td><td>{esc(str(v))}</td></tr>" for k, v in rows]
+    out.append("</table><h2>Equivalence classes</h2>")
+    out.append(_histogram(data.get("class_sizes", {})))
+    sizes = {int(k): v for k, v in data.get("class_sizes", {}).items()}
+    risks = [1 / size for size, classes in sizes.items() for _ in range(size * classes)]
+    out.append("<h2>Risk per record</h2>")
+    out.append(_risk_curve(risks))
+    suggestions = data.get("suggestions", [])
+    if suggestions:
+        out.append(
+            "<h2>Generalizations (risk after each)</h2><table><tr><th>change</th>"
+            "<th>prosecutor risk</th><th>unique</th></tr>"
+        )
+        for item in [*suggestions[:15], *([data["plan"]] if data.get("plan") else [])]:
+            out.append(
+                f"<tr><td>{esc(str(item.get('description', '')))}</td>"
+                f"<td class='num'>{item.get('prosecutor_risk', 0):.3f}</td>"
+                f"<td class='num'>{item.get('unique_fraction', 0):.1%}</td></tr>"
+            )
+        out.append("</table>")
+    out.append("</body></html>")
+    return "\n".join(out)
