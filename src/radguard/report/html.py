@@ -99,27 +99,30 @@ def render_verify_html(data: dict[str, Any]) -> str:
 
 def _histogram(sizes: dict[str, int], width: int = 520, height: int = 160) -> str:
     """Records per equivalence-class size, as an inline SVG column chart."""
-    items = sorted(((int(k), v) for k, v in sizes.items()), key=lambda kv: kv[0])
+    items = sorted((int(k), int(k) * v) for k, v in sizes.items())
     if not items:
         return "<p class='muted'>no records</p>"
     top = max(v for _, v in items)
     step = width / len(items)
     parts = [f'<svg width="{width + 40}" height="{height + 40}" role="img">']
-    for index, (size, count) in enumerate(items):
-        bar = (height - 10) * count / top
+    for index, (size, records) in enumerate(items):
+        bar = (height - 24) * records / top
         x, y = 30 + index * step, height - bar
         colour = "#b91c1c" if size == 1 else ("#d97706" if size < 5 else "#2e8b57")
+        width_bar = max(step - 4, 2)
         parts.append(
-            f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(step - 4, 2):.1f}" '
-            f'height="{bar:.1f}" fill="{colour}"><title>class size {size}: {count} '
-            f"classes</title></rect>"
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{width_bar:.1f}" '
+            f'height="{bar:.1f}" fill="{colour}"/>'
         )
         parts.append(
-            f'<text x="{x + step / 2 - 4:.1f}" y="{height + 14}" font-size="11">{size}</text>'
+            f'<text x="{x + width_bar / 2 - 6:.1f}" y="{y - 4:.1f}" font-size="11">{records}</text>'
+        )
+        parts.append(
+            f'<text x="{x + width_bar / 2 - 4:.1f}" y="{height + 14}" font-size="11">{size}</text>'
         )
     parts.append(
-        f'<text x="30" y="{height + 32}" font-size="11">equivalence class size '
-        "(red: unique, amber: below 5)</text></svg>"
+        f'<text x="30" y="{height + 32}" font-size="11">records by equivalence class '
+        "size (red: unique, amber: below 5)</text></svg>"
     )
     return "".join(parts)
 
@@ -139,6 +142,10 @@ def _risk_curve(risks: list[float], width: int = 520, height: int = 140) -> str:
         f'<text x="30" y="{height + 24}" font-size="11">records, highest risk first '
         "(y: prosecutor risk 0..1)</text></svg>"
     )
+
+
+def _fmt(value: Any) -> str:
+    return "n/a (no population given)" if value is None else f"{float(value):.3f}"
 
 
 def render_risk_html(data: dict[str, Any]) -> str:
@@ -161,8 +168,8 @@ def render_risk_html(data: dict[str, Any]) -> str:
             "prosecutor risk (highest / average)",
             f"{data['prosecutor_risk']:.3f} / {data['average_prosecutor_risk']:.3f}",
         ),
-        ("journalist risk", data.get("journalist_risk")),
-        ("marketer risk", data.get("marketer_risk")),
+        ("journalist risk", _fmt(data.get("journalist_risk"))),
+        ("marketer risk", _fmt(data.get("marketer_risk"))),
         ("quasi-identifiers", ", ".join(data["quasi_identifiers"])),
     ]
     out = [
