@@ -468,6 +468,13 @@ def verify_command(
     report = verify(deid, orig, policy, answer_key)
     data = report.to_json()
     if report_path is not None:
+        from radguard.risk import DEFAULT_QIS, RiskInputError, assess, collect_records
+
+        try:  # the released set's risk, for the same page
+            risk = assess(collect_records(deid, DEFAULT_QIS), DEFAULT_QIS).to_json()
+            data["risk"] = {k: v for k, v in risk.items() if k != "highest_risk"}
+        except RiskInputError:
+            pass  # nothing released: no risk to show
         report_path.write_text(render_verify_html(data), encoding="utf-8")
         report_path.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
     if as_json:

@@ -93,6 +93,10 @@ def render_verify_html(data: dict[str, Any]) -> str:
         out.append("</table>")
         if len(rows) > 2000:
             out.append(f"<p class='muted'>{len(rows) - 2000} more in the JSON report</p>")
+    risk = data.get("risk")
+    if risk:
+        out.append("<h2>Re-identification risk of the released set</h2>")
+        out.append(_risk_section(risk))
     out.append("</body></html>")
     return "\n".join(out)
 
@@ -148,18 +152,9 @@ def _fmt(value: Any) -> str:
     return "n/a (no population given)" if value is None else f"{float(value):.3f}"
 
 
-def render_risk_html(data: dict[str, Any]) -> str:
-    """The re-identification risk report (``RiskReport.to_json()`` plus suggestions)."""
+def _risk_section(data: dict[str, Any]) -> str:
+    """Risk figures and plots, shared by the risk report and the verification report."""
     esc = html.escape
-    limit = data.get("max_prosecutor_allowed")
-    verdict = ""
-    if limit is not None:
-        ok = data["prosecutor_risk"] <= limit
-        verdict = (
-            f"<p class='verdict {'pass' if ok else 'fail'}'>prosecutor risk "
-            f"{data['prosecutor_risk']:.3f} {'within' if ok else 'above'} the limit "
-            f"{limit}</p>"
-        )
     rows = [
         ("records", data["records"]),
         ("k-anonymity", data["k_anonymity"]),
@@ -172,19 +167,35 @@ def render_risk_html(data: dict[str, Any]) -> str:
         ("marketer risk", _fmt(data.get("marketer_risk"))),
         ("quasi-identifiers", ", ".join(data["quasi_identifiers"])),
     ]
+    out = ["<table>"]
+    out += [f"<tr><td>{esc(str(k))}</td><td>{esc(str(v))}</td></tr>" for k, v in rows]
+    out.append("</table><h3>Equivalence classes</h3>")
+    out.append(_histogram(data.get("class_sizes", {})))
+    sizes = {int(k): v for k, v in data.get("class_sizes", {}).items()}
+    risks = [1 / size for size, classes in sizes.items() for _ in range(size * classes)]
+    out.append("<h3>Risk per record</h3>")
+    out.append(_risk_curve(risks))
+    return "\n".join(out)
+
+
+def render_risk_html(data: dict[str, Any]) -> str:
+    """The re-identification risk report (``RiskReport.to_json()`` plus suggestions)."""
+    esc = html.escape
+    limit = data.get("max_prosecutor_allowed")
+    verdict = ""
+    if limit is not None:
+        ok = data["prosecutor_risk"] <= limit
+        verdict = (
+            f"<p class='verdict {'pass' if ok else 'fail'}'>prosecutor risk "
+            f"{data['prosecutor_risk']:.3f} {'within' if ok else 'above'} the limit "
+            f"{limit}</p>"
+        )
     out = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>radguard risk</title>"
         f"<style>{_CSS}</style></head><body><h1>Re-identification risk</h1>",
         verdict,
-        "<table>",
+        _risk_section(data),
     ]
-    out += [f"<tr><td>{esc(str(k))}</td><td>{esc(str(v))}</td></tr>" for k, v in rows]
-    out.append("</table><h2>Equivalence classes</h2>")
-    out.append(_histogram(data.get("class_sizes", {})))
-    sizes = {int(k): v for k, v in data.get("class_sizes", {}).items()}
-    risks = [1 / size for size, classes in sizes.items() for _ in range(size * classes)]
-    out.append("<h2>Risk per record</h2>")
-    out.append(_risk_curve(risks))
     suggestions = data.get("suggestions", [])
     if suggestions:
         out.append(
