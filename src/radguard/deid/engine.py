@@ -267,11 +267,13 @@ class Engine:
         )
         low, high = self._date_range
         outcome.date_offset_days = self.pseudo.date_offset_days(patient_key, low, high)
-        cleaner = TextCleaner(self._identifiers(ds), self.policy.text_patterns)
         sop_class = str(ds.get("SOPClassUID", "") or "")
         modality = str(ds.get("Modality", "") or "").upper()
-        walk = _Walk(self, outcome, cleaner, self.iod_types.iod_for(sop_class), modality, sop_class)
+        walk = _Walk(self, outcome, self.iod_types.iod_for(sop_class), modality, sop_class)
         walk.dataset(ds, (), Mode.KEEP)
+        # Free text is cleaned once the walk has seen every identifying value of the dataset
+        # (they are collected before their own attribute is changed): one pass, not two.
+        walk.finish(TextCleaner(walk.seen, self.policy.text_patterns))
         self._record_keeping(ds, outcome)
         self._rebuild_meta(ds)
         return outcome
@@ -299,44 +301,6 @@ class Engine:
         if name:
             return f"name:{name}|{birth}"
         return f"study:{str(ds.get('StudyInstanceUID', '') or '').strip()}"
-
-    def _identifiers(self, ds: Dataset) -> list[str]:
-        values: list[str] = []
-
-        def add(value: Any) -> None:
-            if value is None:
-                return
-            if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-                for v in value:
-                    add(v)
-                return
-            text = str(value).strip()
-            if text:
-                values.append(text)
-
-        present = ds.keys()
-        for tag in self._identifying_tags:
-            if tag in present:
-                element = ds[tag]
-                if element.VR != "SQ":
-                    add(element.value)
-
-        def names(dataset: Dataset, depth: int) -> None:
-            # Only PN, SQ and Patient ID elements are decoded; the rest stay raw (fast path).
-            for tag in [int(t) for t in dataset.keys()]:
-                if tag >> 16 & 1:
-                    continue
-                vr = _vr_of(tag)
-                if vr == "UN":  # not in the dictionary: the file's own VR, if explicit
-                    vr = dataset.get_item(tag).VR or "UN"
-                if vr == "PN" or tag == _PATIENT_ID:
-                    add(dataset[tag].value)
-                elif vr == "SQ" and depth < 8:
-                    for item in dataset[tag].value:
-                        names(item, depth + 1)
-
-        names(ds, 0)
-        return values
 
     def _record_keeping(self, ds: Dataset, outcome: Outcome) -> None:
         # PS3.15 E.1.1: Patient Identity Removed, De-identification Method (+ Code Sequence)
@@ -395,15 +359,18 @@ class _Walk:
         self,
         engine: Engine,
         outcome: Outcome,
-        cleaner: TextCleaner,
         iod: str | None,
         modality: str,
         sop_class: str,
     ) -> None:
         self.engine = engine
         self.outcome = outcome
-        self.cleaner = cleaner
         self.iod = iod
+        self.seen: list[str] = []  # identifying values met during the walk, for the cleaner
+        self._identifying = engine._identifying_tags
+        self._to_clean: list[Any] = []  # text elements to clean when the walk is done
+        self._to_scrub: list[tuple[Dataset, int]] = []  # kept text: remove identifiers found
+        self.cleaner: TextCleaner | None = None
         self.modality = modality
         self.sop_class = sop_class
         self.rules = engine.rules
@@ -425,9 +392,16 @@ class _Walk:
             if 0x5000 <= group <= 0x501E and not group & 1:
                 self._apply(ds, tag, path, self.rules.curve, mode)
                 continue
+            vr = _vr_of(tag)
+            if (
+                vr == "PN"
+                or tag in self._identifying
+                or (vr == "UN" and getattr(ds.get_item(tag), "VR", None) == "PN")
+            ):
+                self._collect(ds[tag].value)
             rule = by_tag.get(tag)
             if rule is None:
-                rule = self.engine.unlisted(_vr_of(tag))
+                rule = self.engine.unlisted(vr)
             self._apply(ds, tag, path, rule, mode)
         if private:
             self._private(ds, private, path)
@@ -517,11 +491,9 @@ class _Walk:
             return False
         if rule is not _KEEP_UNLISTED or vr not in _TEXT_VRS:
             return True
-        # Unlisted text is scrubbed of the dataset's identifiers: a cheap look at the raw
-        # bytes first, valid when every identifier is ASCII (then no decoding can hide one).
-        if isinstance(raw, RawDataElement) and self.cleaner.ascii_only:
-            return not raw.value or not self.cleaner.has_identifier(raw.value.decode("latin-1"))
-        return False
+        # Unlisted text is scrubbed of the dataset's identifiers once they are all known.
+        self._to_scrub.append((ds, tag))
+        return True
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -586,19 +558,53 @@ class _Walk:
             elem.value = self._uid_values(value)
             return
         if vr in _TEXT_VRS or vr in ("PN", "CS", "UR"):
-            if isinstance(value, str):
-                elem.value = self._fit(vr, self.cleaner.clean(value))
-            else:
-                elem.value = [self._fit(vr, self.cleaner.clean(str(v))) for v in value]
+            self._to_clean.append(elem)
             return
         # Clean on a binary or numeric value: nothing textual to clean.
 
     def _scrub_identifiers(self, elem: Any) -> None:
-        value = elem.value
-        if isinstance(value, str):
-            cleaned = self.cleaner.clean(value) if self.cleaner.find(value) else value
-            if cleaned != value:
-                elem.value = self._fit(elem.VR, cleaned)
+        self._to_scrub.append((elem, -1))
+
+    def _collect(self, value: Any) -> None:
+        if value is None:
+            return
+        if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+            for v in value:
+                self._collect(v)
+            return
+        if not isinstance(value, Sequence):
+            text = str(value).strip()
+            if text:
+                self.seen.append(text)
+
+    def finish(self, cleaner: TextCleaner) -> None:
+        """Clean the free text deferred during the walk, now that every identifier is known."""
+        self.cleaner = cleaner
+        for elem in self._to_clean:
+            vr, value = elem.VR, elem.value
+            if isinstance(value, str):
+                elem.value = self._fit(vr, cleaner.clean(value))
+            elif value is not None:
+                elem.value = [self._fit(vr, cleaner.clean(str(v))) for v in value]
+        for holder, tag in self._to_scrub:
+            if tag < 0:  # an element already decoded
+                elem = holder
+            else:
+                raw = holder.get_item(tag)
+                # a cheap look at the raw bytes first, valid when every identifier is ASCII
+                # (then no decoding can hide one)
+                if (
+                    isinstance(raw, RawDataElement)
+                    and cleaner.ascii_only
+                    and (not raw.value or not cleaner.has_identifier(raw.value.decode("latin-1")))
+                ):
+                    continue
+                elem = holder[tag]
+            value = elem.value
+            if isinstance(value, str) and cleaner.find(value):
+                cleaned = cleaner.clean(value)
+                if cleaned != value:
+                    elem.value = self._fit(elem.VR, cleaned)
 
     @staticmethod
     def _fit(vr: str, text: str) -> str:
