@@ -381,28 +381,31 @@ class _Walk:
         removed_overlays: set[int] = set()
         private: list[int] = []
         by_tag = self.rules.by_tag
-        for tag in [int(t) for t in ds.keys()]:  # plain ints: BaseTag compares in Python
+        # Our own lookups use plain ints (BaseTag compares in Python); pydicom gets its own
+        # BaseTag keys back, so its dictionary lookups hit by identity.
+        for key in list(ds.keys()):
+            tag = int(key)
             group = tag >> 16
             if group & 1:
-                private.append(tag)
+                private.append(key)
                 continue
             if 0x6000 <= group <= 0x601E and not group & 1:
-                self._overlay(ds, tag, path, removed_overlays)
+                self._overlay(ds, key, path, removed_overlays)
                 continue
             if 0x5000 <= group <= 0x501E and not group & 1:
-                self._apply(ds, tag, path, self.rules.curve, mode)
+                self._apply(ds, key, path, self.rules.curve, mode)
                 continue
             vr = _vr_of(tag)
             if (
                 vr == "PN"
                 or tag in self._identifying
-                or (vr == "UN" and getattr(ds.get_item(tag), "VR", None) == "PN")
+                or (vr == "UN" and getattr(ds.get_item(key), "VR", None) == "PN")
             ):
-                self._collect(ds[tag].value)
+                self._collect(ds[key].value)
             rule = by_tag.get(tag)
             if rule is None:
                 rule = self.engine.unlisted(vr)
-            self._apply(ds, tag, path, rule, mode)
+            self._apply(ds, key, path, rule, mode)
         if private:
             self._private(ds, private, path)
         for group in removed_overlays:
@@ -410,15 +413,16 @@ class _Walk:
                 del ds[tag]
 
     def _apply(self, ds: Dataset, tag: int, path: tuple[int, ...], rule: Rule, mode: Mode) -> None:
-        full = (*path, int(tag))
+        number = int(tag)  # ``tag`` may be pydicom's BaseTag: compare as a plain int
+        full = (*path, number)
         overrides = self.rules.overrides
         if overrides:
-            for key in (full, (int(tag),)):
+            for key in (full, (number,)):
                 for override in overrides.get(key, ()):
                     if override.applies(self.modality, self.sop_class):
                         self._override(ds, tag, full, override)
                         return
-        if not path and tag in (_PATIENT_ID, _PATIENT_NAME):
+        if not path and number in (_PATIENT_ID, _PATIENT_NAME):
             self._identity(ds, tag)
             return
         action = rule.action
@@ -426,10 +430,10 @@ class _Walk:
             path_key = "/".join(f"{t:08x}" for t in full)
             action = resolve(action, self.engine.iod_types.type_of(self.iod, path_key))
         if action is Action.KEEP and rule is _KEEP_UNLISTED and mode is not Mode.KEEP:
-            if tag in _CODE_ATTRIBUTES:
+            if number in _CODE_ATTRIBUTES:
                 action = Action.KEEP
             else:
-                vr = _vr_of(tag)
+                vr = _vr_of(number)
                 if mode is Mode.DUMMY and (vr in _TEXT_VRS or vr in _DATE_VRS):
                     action = Action.DUMMY
                 elif mode is Mode.CLEAN and vr in _TEXT_VRS:
@@ -635,7 +639,7 @@ class _Walk:
             if decision is None:
                 decision = decisions[key] = self._private_decision(*key)
             keep, why = decision
-            full = (*path, tag)
+            full = (*path, int(tag))
             if not keep:
                 if self.trace is not None:
                     self._log(ds, tag, full, Action.REMOVE, Rule(Action.REMOVE, why), _removed)
