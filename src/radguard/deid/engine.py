@@ -9,6 +9,7 @@ needs them, which keeps it close to the speed of a plain read and write.
 
 from __future__ import annotations
 
+import copy
 import enum
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -243,6 +244,7 @@ class Engine:
         self.iod_types = load_iod_types()
         self._unlisted: dict[str, Rule] = {}
         self._private_decisions: dict[tuple[str, int, int], tuple[bool, str]] = {}
+        self._records = self._build_records()
         keywords = list(_IDENTIFYING_KEYWORDS)
         if Option.RETAIN_INSTITUTION_IDENTITY not in self.options:
             keywords.extend(_INSTITUTION_KEYWORDS)
@@ -304,26 +306,33 @@ class Engine:
 
     def _record_keeping(self, ds: Dataset, outcome: Outcome) -> None:
         # PS3.15 E.1.1: Patient Identity Removed, De-identification Method (+ Code Sequence)
-        ds.PatientIdentityRemoved = "YES"
+        method, items, longitudinal = self._records
+        ds.add_new(0x00120062, "CS", "YES")  # Patient Identity Removed
+        ds.add_new(0x00120063, "LO", list(method))  # De-identification Method
+        # The code items are the same for every file of a policy: shallow copies of items
+        # built once (their elements are shared, never modified).
+        ds.add_new(0x00120064, "SQ", Sequence([copy.copy(item) for item in items]))
+        # PS3.3 C.12.1.1.7: Longitudinal Temporal Information Modified
+        ds.add_new(0x00280303, "CS", longitudinal)
+
+    def _build_records(self) -> tuple[tuple[str, ...], tuple[Dataset, ...], str]:
         applied = [o for o in PRECEDENCE if o in self.options]
         method = [f"radguard {__version__}", "PS3.15 E.1-1 Basic Profile"]
         method += [o.value for o in applied]
-        ds.DeidentificationMethod = [m[:64] for m in method]
-        codes = Sequence()
+        items = []
         for value, meaning in [BASIC_PROFILE_CODE, *((o.code, o.meaning) for o in applied)]:
             item = Dataset()
             item.add_new(0x00080100, "SH", value)  # Code Value
             item.add_new(0x00080102, "SH", "DCM")  # Coding Scheme Designator
             item.add_new(0x00080104, "LO", meaning)  # Code Meaning
-            codes.append(item)
-        ds.DeidentificationMethodCodeSequence = codes
-        # PS3.3 C.12.1.1.7: Longitudinal Temporal Information Modified
+            items.append(item)
         if Option.RETAIN_LONGITUDINAL_FULL_DATES in self.options:
-            ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
+            longitudinal = "UNMODIFIED"
         elif Option.RETAIN_LONGITUDINAL_MODIFIED_DATES in self.options:
-            ds.LongitudinalTemporalInformationModified = "MODIFIED"
+            longitudinal = "MODIFIED"
         else:
-            ds.LongitudinalTemporalInformationModified = "REMOVED"
+            longitudinal = "REMOVED"
+        return tuple(m[:64] for m in method), tuple(items), longitudinal
 
     @staticmethod
     def _rebuild_meta(ds: Dataset) -> None:
