@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 from click.testing import CliRunner
 
+from _generated import write_or_check
 from radguard.cli import main as cli
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
@@ -49,15 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        if not OUT.exists() or OUT.read_text() != text:
-            print(f"{OUT} is out of date: run scripts/gen_cli_docs.py", file=sys.stderr)
-            return 1
-        return 0
-    OUT.write_text(text)
-    print(f"wrote {OUT}")
-    return 0
+    return write_or_check(OUT, render(), "scripts/gen_cli_docs.py", args.check)
 
 
 if __name__ == "__main__":

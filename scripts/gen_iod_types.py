@@ -19,6 +19,8 @@ import sys
 from importlib import metadata, resources
 from pathlib import Path
 
+from _generated import write_or_check
+
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT / "src" / "radguard" / "profile" / "table_e11.json"
 OUT = ROOT / "src" / "radguard" / "profile" / "iod_types.json"
@@ -85,15 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if the file is not up to date")
     args = parser.parse_args(argv)
-    text = render(build())
-    if args.check:
-        if not OUT.exists() or OUT.read_text() != text:
-            print(f"{OUT} is out of date: run scripts/gen_iod_types.py", file=sys.stderr)
-            return 1
-        return 0
-    OUT.write_text(text)
-    print(f"wrote {OUT}")
-    return 0
+    return write_or_check(OUT, render(build()), "scripts/gen_iod_types.py", args.check)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import re
 import sys
 from pathlib import Path
 
+from _generated import write_or_check
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SHARED = ROOT.parent / "shared" / "dicom"
 DEFAULT_OUT = ROOT / "src" / "radguard" / "profile" / "table_e11.json"
@@ -160,17 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--check", action="store_true", help="fail if --out is not up to date")
     args = parser.parse_args(argv)
-    text = render(build(args.shared))
-    if args.check:
-        current = args.out.read_text() if args.out.exists() else ""
-        if current != text:
-            print(f"{args.out} is out of date: run scripts/gen_profile_table.py", file=sys.stderr)
-            return 1
-        return 0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(f"wrote {args.out}")
-    return 0
+    return write_or_check(
+        args.out, render(build(args.shared)), "scripts/gen_profile_table.py", args.check
+    )
 
 
 if __name__ == "__main__":
