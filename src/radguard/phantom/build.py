@@ -288,6 +288,9 @@ class _Writer:
             ds.compress(
                 syntax, encoding_plugin=_ENCODER_PLUGINS[syntax], generate_instance_uid=False
             )
+            if syntax == JPEG2000Lossless and int(ds.SamplesPerPixel) == 3:
+                # the encoder applied the reversible colour transform (PS3.5 8.2.4)
+                ds.PhotometricInterpretation = "YBR_RCT"
         else:
             meta.TransferSyntaxUID = syntax
         path = self.out / rel
