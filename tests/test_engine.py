@@ -350,3 +350,17 @@ def test_multiframe_file(engine: Engine, tmp_path: Path) -> None:
     ds.save_as(tmp_path / "mf.dcm", enforce_file_format=True)
     again = pydicom.dcmread(tmp_path / "mf.dcm")
     assert again.PixelData == pixels.tobytes()
+
+
+def test_trace_tells_cleaned_from_unchanged(engine: Engine) -> None:
+    ds = _read("CT_small.dcm")
+    ds.PatientName = "SMITH^JOHN"
+    ds.StudyDescription = "CT CHEST SMITH FU"
+    ds.ImageComments = "portal venous phase"
+    ds.ConvolutionKernel = "SMITH KERNEL"  # not in E.1-1: kept, but scrubbed of the name
+    outcome = engine.apply(ds, trace=True)
+    results = {t.name: t.result for t in outcome.trace or []}
+    assert results["StudyDescription"] == "(cleaned)"
+    assert results["ImageComments"].startswith("(unchanged")
+    assert results["ConvolutionKernel"] == "(kept, identifiers of this dataset removed)"
+    assert ds.ConvolutionKernel == "*** KERNEL"

@@ -380,6 +380,7 @@ class _Walk:
         self._to_clean: list[Any] = []  # text elements to clean when the walk is done
         self._to_scrub: list[tuple[Dataset, int]] = []  # kept text: remove identifiers found
         self.cleaner: TextCleaner | None = None
+        self._settle: list[tuple[TraceLine, Any, Any]] = []  # explain: results after cleaning
         self.modality = modality
         self.sop_class = sop_class
         self.rules = engine.rules
@@ -618,6 +619,12 @@ class _Walk:
                 cleaned = cleaner.clean(value)
                 if cleaned != value:
                     elem.value = self._fit(elem.VR, cleaned)
+        for line, elem, original in self._settle:
+            changed = elem.value != original
+            if line.result == "(text to clean)":
+                line.result = "(cleaned)" if changed else "(unchanged: nothing identifying)"
+            elif changed:
+                line.result = "(kept, identifiers of this dataset removed)"
 
     @staticmethod
     def _fit(vr: str, text: str) -> str:
@@ -752,17 +759,18 @@ class _Walk:
         elif action is Action.ZERO:
             after = "(empty)"
         else:
-            after = "(cleaned)" if elem.value != before else "(unchanged)"
-        self.trace.append(
-            TraceLine(
-                _path_text(full),
-                elem.keyword or elem.name,
-                before,
-                action.value,
-                _rule_text(rule),
-                after,
-            )
+            after = "(text to clean)"  # settled in finish(), once the cleaning is done
+        line = TraceLine(
+            _path_text(full),
+            elem.keyword or elem.name,
+            before,
+            action.value,
+            _rule_text(rule),
+            after,
         )
+        self.trace.append(line)
+        if after == "(text to clean)" or (action is Action.KEEP and elem.VR in _TEXT_VRS):
+            self._settle.append((line, elem, elem.value))
 
     def _override(self, ds: Dataset, tag: int, full: tuple[int, ...], override: Any) -> None:
         rule = Rule(Action.KEEP, f"policy override {override.label}: {override.action.value}")
