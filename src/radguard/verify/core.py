@@ -196,13 +196,11 @@ def verify(
                         _add(
                             report,
                             policy,
-                            Finding(
-                                relative,
-                                item.path,
-                                Category.UID.value,
-                                mask(uid),
-                                "original UID left",
-                            ),
+                            relative,
+                            item.path,
+                            Category.UID.value,
+                            uid,
+                            "original UID left",
                         )
                 continue
             text = normalize(item.text)
@@ -217,17 +215,15 @@ def verify(
                     vocabulary=item.tag in _VOCABULARY,
                 )
                 for pattern, category in own if item.tag not in _VOCABULARY else ():
-                    if pattern in text and category is not Category.DATE:
+                    if pattern in text:
                         _add(
                             report,
                             policy,
-                            Finding(
-                                relative,
-                                item.path,
-                                category.value,
-                                mask(pattern.strip()),
-                                f"{category.value.replace('_', ' ')} of this file's patient",
-                            ),
+                            relative,
+                            item.path,
+                            category.value,
+                            pattern.strip(),
+                            f"{category.value.replace('_', ' ')} of this file's patient",
                         )
             if own_dates and item.vr not in _NUMERIC_VRS:
                 for form in own_dates:
@@ -235,13 +231,11 @@ def verify(
                         _add(
                             report,
                             policy,
-                            Finding(
-                                relative,
-                                item.path,
-                                Category.DATE.value,
-                                mask(form.strip()),
-                                "a date of this file's original",
-                            ),
+                            relative,
+                            item.path,
+                            Category.DATE.value,
+                            form.strip(),
+                            "a date of this file's original",
                         )
                         break
             if mode == "generic":
@@ -281,18 +275,20 @@ def _check_text(
         _add(
             report,
             policy,
-            Finding(
-                relative,
-                path,
-                category.value,
-                mask(pattern.strip()),
-                f"{category.value.replace('_', ' ')} of the originals",
-            ),
+            relative,
+            path,
+            category.value,
+            pattern.strip(),
+            f"{category.value.replace('_', ' ')} of the originals",
         )
 
 
-def _add(report: VerifyReport, policy: Policy, finding: Finding) -> None:
-    option = RETAINING_OPTION.get(Category(finding.category))
+def _add(
+    report: VerifyReport, policy: Policy, file: str, path: str, category: str, value: str, why: str
+) -> None:
+    """Record what was found (masked): a finding, or retained when an option keeps it."""
+    finding = Finding(file, path, category, mask(value), why)
+    option = RETAINING_OPTION.get(Category(category))
     if option is not None and option in policy.options:
         finding.why += f" (retained by option {option.value})"
         report.retained.append(finding)

@@ -174,9 +174,8 @@ class IdentifierSet:
     def add(self, category: Category, value: str, patient: str = "") -> None:
         own = self.per_patient.setdefault(patient, {})
         for pattern, strong in _patterns(category, value):
-            if strong:
-                self.patterns.setdefault(pattern, category)
-            own.setdefault(pattern, category)
+            # strong patterns are searched set-wide already; the patient keeps the weak ones
+            (self.patterns if strong else own).setdefault(pattern, category)
 
     def add_file(self, scanned: Scanned) -> str:
         """Collect the identifying values of one original file; returns its patient key."""
@@ -200,7 +199,7 @@ class IdentifierSet:
         return Matcher({p: c for p, c in self.patterns.items() if p not in self.benign})
 
     def own(self, patient: str) -> list[tuple[str, Category]]:
-        """The patient's own patterns (all scopes), benign values left out."""
+        """The patient's own weak patterns (short name components), benign values left out."""
         return [
             (p, c) for p, c in self.per_patient.get(patient, {}).items() if p not in self.benign
         ]
