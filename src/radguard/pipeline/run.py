@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -337,7 +336,3 @@ def _relative(path: str, root: Path) -> str:
         return str(Path(path).relative_to(root))
     except ValueError:
         return Path(path).name
-
-
-def per_modality_table(summary: RunSummary) -> list[tuple[str, int]]:
-    return sorted(Counter(summary.per_modality).items())

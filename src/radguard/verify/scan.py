@@ -52,7 +52,6 @@ _NOT_INSTANCE_UIDS = DEFINITION_UIDS | {
     0x00081150,
     0x00020100,
 }
-_REFERENCE_TAGS = frozenset({0x00081155, 0x0020000D, 0x0020000E})  # ref SOP / study / series
 
 
 @dataclass
