@@ -185,7 +185,12 @@ def run_deid(
                     and not opts.dry_run
                     and result.status in ("quarantined", "failed")
                 ):
-                    quarantine_copy(result.path, result.digest, run_dir / "quarantine")
+                    try:
+                        quarantine_copy(result.path, result.digest, run_dir / "quarantine")
+                    except OSError as error:  # e.g. a full disk: say so, keep going
+                        result.reasons.append(
+                            f"quarantine copy failed: {type(error).__name__} ({error.strerror})"
+                        )
                 bus.emit(FILE_REJECTED, result)
             records.add(result)
             if on_progress is not None:
