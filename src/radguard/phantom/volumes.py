@@ -112,10 +112,15 @@ class Head:
         out[self._inside(p, 3.5)] = Tissue.FAT
         out[self._inside(p, 8.0)] = Tissue.SOFT
         (cc, cr), (fc, fr) = _CRANIUM, _FACE
-        vault = p[..., 2] > -25.0
-        skull = _ellipsoid(p, cc, _shrunk(cr, 5.0)) & ~_ellipsoid(p, cc, _shrunk(cr, 11.0))
+        # The cranial cavity sits above the skull base and, in front, above the orbits: the
+        # eyes lie in front of the skull, not inside it.
+        vault = (p[..., 2] > -25.0) & ((p[..., 2] > 16.0) | (p[..., 1] > -50.0))
+        outer = _ellipsoid(p, cc, _shrunk(cr, 5.0))
+        skull = outer & ~_ellipsoid(p, cc, _shrunk(cr, 11.0))
+        base = outer & (p[..., 2] > -31.0) & (p[..., 2] <= -25.0) & (p[..., 1] > -50.0)
+        roof = outer & (p[..., 2] > 10.0) & (p[..., 2] <= 16.0) & (p[..., 1] <= -50.0)
         jaw = _ellipsoid(p, fc, _shrunk(fr, 7.0)) & ~_ellipsoid(p, fc, _shrunk(fr, 12.0))
-        out[(skull & vault) | (jaw & (p[..., 2] < -62.0))] = Tissue.BONE
+        out[(skull & vault) | base | roof | (jaw & (p[..., 2] < -62.0))] = Tissue.BONE
         intracranial = _ellipsoid(p, cc, _shrunk(cr, 11.0)) & vault
         out[intracranial] = Tissue.CSF
         brain_c, brain_r = (0.0, 4.0, 22.0), (61.0, 76.0, 80.0)
