@@ -53,7 +53,7 @@ def keys_home(home: Path | None = None) -> Path:
 def _kind_dir(kind: KeyKind, home: Path | None) -> Path:
     if kind is KeyKind.PSEUDONYM:
         raise KeyFileError("the pseudonym key is not a signing key (see 'radguard key show')")
-    return keys_home(home) / kind.value
+    return keys_home(home) / str(kind.value)
 
 
 def key_id_of(public_key: Any) -> str:

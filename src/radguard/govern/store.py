@@ -39,7 +39,7 @@ class Store:
         self.postgres = postgres
         self.where = where
         self.p = "%s" if postgres else "?"
-        self._in_write = False
+        self._cursors = 0
 
     # ---- opening -------------------------------------------------------------------------
     @classmethod
@@ -95,7 +95,10 @@ class Store:
     def stream(self, sql: str, params: tuple[Any, ...] = (), batch: int = 5000) -> Iterator[Any]:
         """Rows of a large query without holding them all (a server-side cursor on PostgreSQL)."""
         if self.postgres:
-            with self.conn.transaction(), self.conn.cursor(name="rg_stream") as cursor:
+            self._cursors += 1
+            name = f"rg_stream_{self._cursors}"
+            # WITH HOLD: valid outside a transaction, so several streams can interleave
+            with self.conn.cursor(name=name, withhold=True) as cursor:
                 cursor.itersize = batch
                 cursor.execute(sql.replace("?", "%s"), params)
                 yield from cursor
