@@ -646,5 +646,12 @@ def sample(out: Path) -> None:
     click.echo(f"wrote {count} sample files under {out}")
 
 
+from radguard.gateway.cli import pull as _pull  # noqa: E402
+from radguard.gateway.cli import serve as _serve  # noqa: E402
+
+main.add_command(_serve)
+main.add_command(_pull)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
