@@ -11,7 +11,6 @@ import pydicom
 import pytest
 from click.testing import CliRunner
 
-from conftest import pydicom_file
 from radguard.cli import main
 from radguard.deid.keys import Keyring, load_key
 from radguard.govern.consent import (
@@ -24,7 +23,9 @@ from radguard.govern.consent import (
     patient_hash,
 )
 
-UTC = dt.timezone.utc
+from conftest import pydicom_file
+
+UTC = dt.UTC
 
 
 def _csv(path: Path, rows: list[str]) -> Path:

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IN_CI
 from radguard.govern import merkle
 from radguard.govern.keys import KeyKind, load_signer, new_signing_key, public_keys
 from radguard.govern.ledger import Ledger, TreeHead
+
+from conftest import IN_CI
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 

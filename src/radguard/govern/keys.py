@@ -126,13 +126,14 @@ def verify_signature(public_pem: bytes, data: bytes, signature: bytes) -> bool:
 def load_public(pem: bytes) -> Any:
     """A public key from a PEM public key or X.509 certificate."""
     from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
 
     try:
         if b"CERTIFICATE" in pem:
             return x509.load_pem_x509_certificate(pem).public_key()
         return serialization.load_pem_public_key(pem)
-    except ValueError as error:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as error:
         raise KeyFileError("not a PEM public key or certificate") from error
 
 

@@ -22,7 +22,14 @@ from typing import Any
 
 from radguard import __version__
 from radguard.errors import RadguardError
-from radguard.govern.keys import Signer, key_id_of, load_public, verify_signature
+from radguard.govern.keys import (
+    Algorithm,
+    Signer,
+    algorithm_of,
+    key_id_of,
+    load_public,
+    verify_signature,
+)
 
 MANIFEST = "radguard-release.json"
 SIGNATURE = "radguard-release.sig"
@@ -187,12 +194,21 @@ def build_manifest(
 
 def write_release(root: Path, manifest: dict[str, Any], signer: Signer) -> str:
     """Write the manifest and its detached signature; returns the manifest's sha256."""
+    public = (signer.certificate_pem or signer.public_pem).decode()
+    manifest = {
+        **manifest,
+        "signer": {  # pins the exact key text of the signature file under the signature
+            "key_id": signer.key_id,
+            "algorithm": signer.algorithm.value,
+            "public_key_sha256": hashlib.sha256(public.encode()).hexdigest(),
+        },
+    }
     data = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
     signature = {
         "format": FORMAT,
         "key_id": signer.key_id,
         "algorithm": signer.algorithm.value,
-        "public_key": (signer.certificate_pem or signer.public_pem).decode(),
+        "public_key": public,
         "manifest_sha256": hashlib.sha256(data).hexdigest(),
         "signature": base64.b64encode(signer.sign(data)).decode(),
     }
@@ -257,6 +273,15 @@ def check_signature(
         return check, None
     if actual_id != check.key_id:
         check.problems.append("the signature file's key id does not match its public key")
+    if sig.get("format") != FORMAT:
+        check.problems.append(f"unknown signature format {sig.get('format')!r}")
+    if sig.get("manifest_sha256") != hashlib.sha256(data).hexdigest():
+        check.problems.append("the manifest digest in the signature file does not match")
+    try:
+        if Algorithm(sig.get("algorithm")) is not algorithm_of(load_public(public)):
+            check.problems.append("the signature file names another algorithm than its key's")
+    except ValueError:
+        check.problems.append(f"unknown signature algorithm {sig.get('algorithm')!r}")
     check.signature_valid = verify_signature(public, data, signature)
     if not check.signature_valid:
         check.problems.append(
@@ -271,9 +296,14 @@ def check_signature(
             )
     try:
         manifest = json.loads(data)
-    except ValueError:
-        check.problems.append("the manifest is not valid JSON")
+        pinned = manifest["signer"]
+    except (ValueError, KeyError, TypeError):
+        check.problems.append("the manifest is not valid JSON or names no signer")
         return check, None
+    if pinned.get("public_key_sha256") != hashlib.sha256(public).hexdigest():
+        check.problems.append("the signature file's key or certificate was altered")
+    if pinned.get("key_id") != actual_id:
+        check.problems.append("the manifest names another signing key")
     return check, manifest
 
 
@@ -282,7 +312,11 @@ def verify_release(root: Path, trusted: dict[str, bytes] | None = None) -> Relea
     check, manifest = check_signature(root, trusted)
     if manifest is None:
         return check
-    listed = {f["path"]: f for f in manifest.get("files", [])}
+    try:
+        listed = {str(f["path"]): f for f in manifest.get("files", [])}
+    except (KeyError, TypeError, AttributeError):
+        check.problems.append("the manifest's file list is malformed")
+        return check
     present = {p.relative_to(root).as_posix(): p for p in _released_files(root)}
     check.files = len(listed)
     check.added = sorted(set(present) - set(listed))
