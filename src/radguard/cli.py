@@ -144,6 +144,49 @@ _key_option = click.option(
     help="Withhold the whole set if its prosecutor re-identification "
     "risk is above P (overrides the policy's [risk] limit).",
 )
+@click.option(
+    "--purpose",
+    type=click.Choice(["ai-training", "research", "quality-improvement", "commercial"]),
+    default=None,
+    help="Enforce the consent registry for this purpose before any pixel is processed.",
+)
+@click.option(
+    "--require-consent",
+    is_flag=True,
+    help="With --purpose: release only patients who permitted it (opt-in).",
+)
+@click.option(
+    "--consent-registry",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Consent registry file (default: $RADGUARD_HOME/consent.sqlite).",
+)
+@click.option(
+    "--release-to",
+    default="",
+    metavar="NAME",
+    help="Recipient: sign the release and record it in the disclosure ledger.",
+)
+@click.option("--release-address", default="", help="Recipient address (for the accounting).")
+@click.option("--agreement", default="", metavar="REF", help="Data-use agreement reference.")
+@click.option("--legal-basis", default="", help="Legal basis recorded in the ledger.")
+@click.option(
+    "--ledger",
+    "ledger_url",
+    default="",
+    metavar="PATH|URL",
+    help="Disclosure ledger: SQLite file or postgresql://... (default: the site ledger).",
+)
+@click.option(
+    "--sign",
+    is_flag=True,
+    help="Write the signed release manifest (OUT/radguard-release.json, .sig).",
+)
+@click.option(
+    "--sign-dicom",
+    is_flag=True,
+    help="Also add a PS3.15 Annex C digital signature to every released file.",
+)
 def deid(
     input_path: Path,
     output_path: Path,
@@ -157,6 +200,16 @@ def deid(
     executor: str,
     scheduler: str,
     max_risk: float | None,
+    purpose: str | None,
+    require_consent: bool,
+    consent_registry: Path | None,
+    release_to: str,
+    release_address: str,
+    agreement: str,
+    legal_basis: str,
+    ledger_url: str,
+    sign: bool,
+    sign_dicom: bool,
 ) -> None:
     """De-identify every DICOM file under IN into OUT/<patient>/<study>/<series>/<sop>.dcm.
 
@@ -182,7 +235,19 @@ def deid(
         executor,
         scheduler,
         max_risk=max_risk,
+        purpose=purpose or "",
+        require_consent=require_consent,
+        consent_registry=str(consent_registry or ""),
+        release_to=release_to,
+        release_address=release_address,
+        agreement=agreement,
+        legal_basis=legal_basis,
+        ledger=ledger_url,
+        sign=sign,
+        sign_dicom=sign_dicom,
     )
+    if require_consent and not purpose:
+        raise click.UsageError("--require-consent needs --purpose")
     console = _console()
     with Progress(
         SpinnerColumn(),
@@ -360,23 +425,94 @@ def policy_check(file: Path) -> None:
 
 @main.group()
 def key() -> None:
-    """Pseudonym keys (never printed: only their fingerprint)."""
+    """Keys: pseudonym, ledger and release (never printed: only fingerprints, public keys)."""
+
+
+_kind_option = click.option(
+    "--kind",
+    type=click.Choice(["pseudonym", "ledger", "release"]),
+    default="pseudonym",
+    help="pseudonym (HMAC key), ledger (Ed25519, signs tree heads) or release "
+    "(ECDSA/RSA with an X.509 certificate, signs manifests and DICOM files).",
+)
 
 
 @key.command("new")
+@_kind_option
 @click.option(
     "--out",
     "out",
     type=click.Path(path_type=Path),
-    required=True,
-    help="Where to write the new key (mode 0600; never overwritten).",
+    default=None,
+    help="Pseudonym keys: where to write it (mode 0600; never overwritten). "
+    "Default: your default key path.",
 )
-def key_new(out: Path) -> None:
-    """Create a new pseudonym key: a new key is a new pseudonym space."""
-    from radguard.deid.keys import load_key, new_key_file
+@click.option(
+    "--algorithm",
+    type=click.Choice(["ecdsa-p256-sha256", "rsa-pkcs1v15-sha256", "ed25519"]),
+    default=None,
+    help="Signing keys: the algorithm (ledger: ed25519; release: ecdsa-p256-sha256 or RSA).",
+)
+@click.option("--subject", default="radguard release signer", help="Release certificate CN.")
+def key_new(kind: str, out: Path | None, algorithm: str | None, subject: str) -> None:
+    """Create a key: a new pseudonym key is a new pseudonym space; signing keys are per site."""
+    if kind == "pseudonym":
+        from radguard.deid.keys import default_key_path, load_key, new_key_file
 
-    new_key_file(out)
-    click.echo(f"wrote {out} (fingerprint {load_key(out).fingerprint})")
+        out = out or default_key_path()
+        new_key_file(out)
+        click.echo(f"wrote {out} (fingerprint {load_key(out).fingerprint})")
+        return
+    from radguard.govern.keys import keys_home, new_signing_key
+
+    key_id = new_signing_key(kind, algorithm=algorithm, subject=subject)
+    click.echo(f"created {kind} key {key_id} under {keys_home() / kind}")
+
+
+@key.command("rotate")
+@click.option(
+    "--kind",
+    type=click.Choice(["pseudonym", "ledger", "release"]),
+    required=True,
+    help="The signing key to replace (pseudonym keys are never rotated).",
+)
+@click.option(
+    "--algorithm",
+    type=click.Choice(["ecdsa-p256-sha256", "rsa-pkcs1v15-sha256", "ed25519"]),
+    default=None,
+    help="Algorithm of the new key (default: as for 'key new').",
+)
+def key_rotate(kind: str, algorithm: str | None) -> None:
+    """Replace a signing key; old heads and releases stay verifiable with its public key."""
+    if kind == "pseudonym":
+        raise KeyFileError(
+            "pseudonym keys are not rotated: a new key is a new pseudonym space "
+            "(create one with 'radguard key new --out PATH')"
+        )
+    from radguard.govern.keys import new_signing_key
+
+    key_id = new_signing_key(kind, algorithm=algorithm, rotate=True)
+    click.echo(f"rotated the {kind} key: new key {key_id} (old public key kept)")
+
+
+@key.command("show-public")
+@click.option(
+    "--kind",
+    type=click.Choice(["ledger", "release"]),
+    required=True,
+    help="Which signing key.",
+)
+@click.option("--all", "show_all", is_flag=True, help="Every key ever used (current and retired).")
+def key_show_public(kind: str, show_all: bool) -> None:
+    """Print the public key (release: the X.509 certificate) to give to verifiers."""
+    from radguard.govern.keys import current_key_id, keys_home, public_keys
+
+    current = current_key_id(kind)
+    for key_id, pem in sorted(public_keys(kind).items()):
+        if show_all or key_id == current:
+            cert = keys_home() / kind / f"{key_id}.cert.pem"
+            click.echo(f"# {kind} key {key_id}" + (" (current)" if key_id == current else ""))
+            click.echo((cert.read_bytes() if cert.exists() else pem).decode(), nl=False)
 
 
 @key.command("show")
@@ -652,6 +788,16 @@ from radguard.gateway.cli import serve as _serve  # noqa: E402
 main.add_command(_serve)
 main.add_command(_pull)
 
+
+from radguard.govern.cli import consent as _consent  # noqa: E402
+from radguard.govern.cli import ledger as _ledger  # noqa: E402
+from radguard.govern.cli import release_command as _release_command  # noqa: E402
+from radguard.govern.cli import verify_release_command as _verify_release_command  # noqa: E402
+
+main.add_command(_consent)
+main.add_command(_ledger)
+main.add_command(_release_command)
+main.add_command(_verify_release_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -42,6 +42,17 @@ class RunOptions:
     executor: str = "local"
     scheduler: str = ""
     max_risk: float | None = None  # overrides the policy's [risk] max_prosecutor
+    # governance (radguard.govern): consent, signed release manifest, disclosure ledger
+    purpose: str = ""  # enforce consent for this purpose (ai-training, research, ...)
+    require_consent: bool = False  # release only patients who permitted the purpose
+    consent_registry: str = ""  # default: $RADGUARD_HOME/consent.sqlite
+    release_to: str = ""  # recipient name: append a ledger entry when the run completes
+    release_address: str = ""
+    agreement: str = ""  # data-use agreement reference
+    legal_basis: str = ""
+    ledger: str = ""  # SQLite path or postgresql:// URL (default: the site ledger)
+    sign: bool = False  # write the signed release manifest (implied by release_to)
+    sign_dicom: bool = False  # PS3.15 Annex C signature in every released file
 
 
 @dataclass
@@ -66,6 +77,8 @@ class RunSummary:
     finished: str = ""
     risk: dict[str, Any] = field(default_factory=dict)
     withheld: str = ""  # where the set went when the risk gate refused it
+    input_signatures: dict[str, int] = field(default_factory=dict)  # valid / invalid
+    release: dict[str, Any] = field(default_factory=dict)  # manifest digest, ledger entry
 
     @property
     def exit_code(self) -> int:
@@ -137,7 +150,15 @@ def run_deid(
         opts.dry_run,
     )
     summary.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    job = Job(policy, keyring, out, opts.dry_run)
+    recorder = _release_recorder(opts, keyring)
+    consent = None
+    if opts.purpose:
+        from radguard.govern.disclosure import consent_gate
+
+        consent = consent_gate(
+            keyring, opts.purpose, opts.require_consent, opts.consent_registry or None
+        )
+    job = Job(policy, keyring, out, opts.dry_run, consent=consent)
 
     done: dict[str, dict[str, Any]] = {}
     manifest_handle = None
@@ -177,6 +198,7 @@ def run_deid(
     try:
         for result in results:
             _count(summary, result.status, result.modality, result.size)
+            _count_signatures(summary, result.reasons)
             if result.status == "released":
                 bus.emit(FILE_RELEASED, result)  # the vault stages its entries here
             else:
@@ -204,6 +226,8 @@ def run_deid(
     limit = opts.max_risk if opts.max_risk is not None else policy.risk.max_prosecutor
     if limit is not None and not opts.dry_run and summary.counts["released"]:
         _risk_gate(summary, policy, out, run_dir, limit)
+    if recorder is not None and not summary.withheld and summary.counts["released"]:
+        summary.release = recorder.complete(out, summary)  # raises: an unrecorded release fails
     if not opts.dry_run:
         _write_atomic(run_dir / "summary.json", json.dumps(asdict(summary), indent=2) + "\n")
     bus.emit(RELEASE_COMPLETED, summary)
@@ -260,6 +284,34 @@ class _Records:
             os.sync()  # outputs were written without a per-file fsync; make the run durable
             os.fsync(self.handle.fileno())
             self.handle.close()
+
+
+def _release_recorder(opts: RunOptions, keyring: Keyring) -> Any:
+    """The governance recorder when the run signs or records its release (keys checked now)."""
+    if not (opts.release_to or opts.sign or opts.sign_dicom) or opts.dry_run:
+        return None
+    from radguard.govern.disclosure import ReleaseRecorder
+
+    recorder = ReleaseRecorder(
+        keyring,
+        recipient=opts.release_to,
+        address=opts.release_address,
+        purpose=opts.purpose,
+        agreement=opts.agreement,
+        legal_basis=opts.legal_basis,
+        ledger_url=opts.ledger,
+        sign_dicom=opts.sign_dicom,
+        workers=opts.workers or default_workers(),
+    )
+    recorder.check_keys()
+    return recorder
+
+
+def _count_signatures(summary: RunSummary, reasons: list[str]) -> None:
+    for reason in reasons:
+        if reason.startswith("input signature:"):
+            key = "invalid" if "INVALID" in reason or "could not" in reason else "valid"
+            summary.input_signatures[key] = summary.input_signatures.get(key, 0) + 1
 
 
 def _risk_gate(summary: RunSummary, policy: Policy, out: Path, run_dir: Path, limit: float) -> None:

@@ -26,6 +26,7 @@ from radguard.deid.engine import Engine
 from radguard.deid.keys import Keyring
 from radguard.deid.pseudonym import Pseudonymizer
 from radguard.errors import DICOM_READ_ERRORS, Rejected
+from radguard.govern.consent import ConsentGate
 from radguard.profile.options import Option
 from radguard.settings import Allowance, Policy
 
@@ -55,6 +56,7 @@ class Job:
     keyring: Keyring = field(repr=False)
     out_dir: Path
     dry_run: bool = False
+    consent: ConsentGate | None = None  # keyed-hash decisions for --purpose
 
 
 @dataclass
@@ -198,6 +200,28 @@ def gate_stage(item: Item, ctx: Context) -> Item:
     for pattern in policy.exclude.series_description_patterns:
         if re.search(pattern, description, re.IGNORECASE):
             raise Rejected(f"policy excludes series description pattern {pattern!r}", excluded=True)
+    return item
+
+
+def consent_stage(item: Item, ctx: Context) -> Item:
+    """Consent for the run's purpose, before any pixel is processed; records input signatures.
+
+    Patients who opted out (or, with ``--require-consent``, never opted in) are excluded; the
+    check compares keyed hashes of the Patient ID, so no identifier is held or reported.
+    """
+    ds = item.dataset
+    assert ds is not None
+    if "DigitalSignaturesSequence" in ds:  # de-identification removes it: record it now
+        from radguard.govern.dsig import intake_note
+
+        note = intake_note(ds)
+        if note:
+            item.notes.append(note)
+    gate = ctx.job.consent
+    if gate is not None:
+        reason = gate.check(ctx.job.keyring, str(ds.get("PatientID", "") or ""))
+        if reason is not None:
+            raise Rejected(reason, excluded=True)
     return item
 
 
@@ -350,6 +374,7 @@ def _same_bytes(a: str, b: Path) -> bool:
 STAGES: tuple[Stage, ...] = (
     read_stage,
     gate_stage,
+    consent_stage,
     header_stage,
     pixel_stage,
     face_stage,
