@@ -57,7 +57,6 @@ def serve(ctx: click.Context, config_path: Path | None) -> None:
     import logging
     import signal
 
-    from radguard.gateway.ledger import ledger_hook
     from radguard.gateway.server import Gateway
 
     config = _load(config_path)
@@ -65,10 +64,7 @@ def serve(ctx: click.Context, config_path: Path | None) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-    gateway = Gateway(config)
-    hook = ledger_hook(config)
-    if hook is not None:
-        gateway.hooks.add(hook, recording=config.ledger.required)
+    gateway = Gateway(config)  # with [ledger]: checks the ledger and its signing key now
     signal.signal(signal.SIGTERM, lambda *_: gateway.request_stop())
     signal.signal(signal.SIGINT, lambda *_: gateway.request_stop())
     gateway.start()

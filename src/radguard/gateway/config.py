@@ -95,6 +95,9 @@ class Destination:
     kind: DestinationKind
     recipient: str
     purpose: str
+    address: str = ""  # recipient's address (ledger accounting)
+    agreement: str = ""  # data-use agreement reference
+    legal_basis: str = ""
     # dimse
     host: str = ""
     port: int = 0
@@ -132,7 +135,7 @@ class LedgerSettings:
     """Record every forwarded study in the disclosure ledger (``[ledger]``; optional)."""
 
     enabled: bool = False
-    path: Path | None = None
+    url: str = ""  # SQLite file or postgresql:// URL; empty: the site ledger
     required: bool = True  # a failed ledger append keeps the study pending (retried)
 
 
@@ -188,13 +191,16 @@ _KNOWN: dict[str, set[str]] = {
     "tls": {"cert", "key", "ca", "require_client_cert", "verify_peer"},
     "retry": {"max_attempts", "initial_backoff_s", "multiplier", "max_backoff_s"},
     "http": {"host", "port"},
-    "ledger": {"enabled", "path", "required"},
+    "ledger": {"enabled", "url", "required"},
     "risk": {"max_prosecutor"},
     "destination": {
         "name",
         "type",
         "recipient",
         "purpose",
+        "address",
+        "agreement",
+        "legal_basis",
         "host",
         "port",
         "ae_title",
@@ -363,7 +369,10 @@ def _load(path: Path) -> tuple[GatewayConfig | None, list[str]]:
     ledger = LedgerSettings()
     if isinstance(data.get("ledger"), dict):
         r = _Reader(data["ledger"], "ledger", base, problems)
-        ledger = LedgerSettings(r.flag("enabled", True), r.path("path"), r.flag("required", True))
+        url = r.text("url", "")
+        if url and "://" not in url and not Path(url).is_absolute():
+            url = str((base / url).resolve())
+        ledger = LedgerSettings(r.flag("enabled", True), url, r.flag("required", True))
     destinations = _destinations(data.get("destination"), ae_title, base, problems)
     if policy not in ("basic", "research", "safe-harbor"):
         resolved = Path(policy) if Path(policy).is_absolute() else base / policy
@@ -477,6 +486,9 @@ def _destinations(
         recipient = r.text("recipient", name)
         purpose = r.text("purpose", "research")
         timeout = r.number("timeout_s", 30.0, 0.1, 3600.0)
+        address = r.text("address", "")
+        agreement = r.text("agreement", "")
+        legal_basis = r.text("legal_basis", "")
         if kind == DestinationKind.DIMSE:
             out.append(
                 Destination(
@@ -490,6 +502,9 @@ def _destinations(
                     calling_ae_title=r.ae_title("calling_ae_title", ae_title),
                     tls=_tls(item.get("tls"), f"destination[{index}].tls", base, problems),
                     timeout_s=timeout,
+                    address=address,
+                    agreement=agreement,
+                    legal_basis=legal_basis,
                 )
             )
         elif kind == DestinationKind.STOWRS:
@@ -525,8 +540,22 @@ def _destinations(
                     auth=auth,
                     ca_bundle=r.path("ca_bundle"),
                     timeout_s=timeout,
+                    address=address,
+                    agreement=agreement,
+                    legal_basis=legal_basis,
                 )
             )
         else:
-            out.append(Destination(name, kind, recipient, purpose, path=r.path("path", True)))
+            out.append(
+                Destination(
+                    name,
+                    kind,
+                    recipient,
+                    purpose,
+                    address=address,
+                    agreement=agreement,
+                    legal_basis=legal_basis,
+                    path=r.path("path", True),
+                )
+            )
     return tuple(out)

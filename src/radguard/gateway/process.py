@@ -38,6 +38,7 @@ class PipelineSettings:
     workers: int = 1
     max_prosecutor: float | None = None
     verify: bool = True
+    patient_hashes: bool = False  # the ledger needs each study's keyed patient hash
 
 
 @dataclass
@@ -150,16 +151,28 @@ def process_batch(
         outcome.reasons.append(f"verifier findings in a study: {findings[0]}")
     if not summary.withheld:
         inputs: dict[str, set[str]] = {}  # <patient>/<study> of the output -> input study keys
+        originals: dict[str, str] = {}  # <patient>/<study> -> one original (its Patient ID)
+        modalities: dict[str, dict[str, int]] = {}
         for line in lines:
             if line["status"] == "released" and line.get("output"):
                 key = str(Path(*Path(line["output"]).parts[:2]))
                 inputs.setdefault(key, set()).add(Path(line["input"]).parts[0])
+                originals.setdefault(key, line["input"])
+                counts = modalities.setdefault(key, {})
+                modality = line.get("modality") or "??"
+                counts[modality] = counts.get(modality, 0) + 1
         now = time.time()
         for study_dir in _study_folders(out):
-            keys = inputs.get(str(study_dir.relative_to(out)), set()) & arrivals.keys()
+            relative = str(study_dir.relative_to(out))
+            keys = inputs.get(relative, set()) & arrivals.keys()
             first = min((arrivals[k]["first_arrival"] for k in keys), default=now)
             last = max((arrivals[k]["last_arrival"] for k in keys), default=now)
-            count = _enqueue(spool, study_dir, settings.destinations, batch_summary, first, last)
+            study_summary = {**batch_summary, "modalities": modalities.get(relative, {})}
+            if settings.patient_hashes and relative in originals:
+                study_summary["patient_hash"] = _patient_hash(
+                    source / originals[relative], settings.keyring
+                )
+            count = _enqueue(spool, study_dir, settings.destinations, study_summary, first, last)
             outcome.released_studies += 1
             outcome.released_instances += count
             metrics.inc("released", "", count)
@@ -262,6 +275,16 @@ def _enqueue(
         os.rename(staging, final)
         fsync_dir(box)
     return len(files)
+
+
+def _patient_hash(original: Path, keyring: Keyring) -> str:
+    """The ledger's keyed hash of the study's original Patient ID (never the ID itself)."""
+    import pydicom
+
+    from radguard.govern.consent import patient_hash
+
+    ds = pydicom.dcmread(original, stop_before_pixels=True, specific_tags=["PatientID"])
+    return patient_hash(keyring, str(ds.get("PatientID", "") or "")).hex()
 
 
 def _finish(spool: Spool, batch: Path) -> None:

@@ -21,6 +21,7 @@ from radguard.deid.keys import load_key
 from radguard.gateway.config import Destination, GatewayConfig
 from radguard.gateway.events import Hooks, ReleasedFile, StudyForwarded
 from radguard.gateway.forward import ForwardError, Sender, sender_for, server_ssl_context
+from radguard.gateway.ledger import ledger_hook
 from radguard.gateway.metrics import Metrics, serve_http
 from radguard.gateway.process import PipelineSettings, process_batch
 from radguard.gateway.spool import Spool, remove_tree, write_json_atomic
@@ -49,6 +50,9 @@ class Gateway:
         self.spool = Spool(config.spool, self.keyring.derive("gateway-spool"))
         self.metrics = Metrics()
         self.hooks = hooks or Hooks()
+        recorder = ledger_hook(config, self.keyring)
+        if recorder is not None:
+            self.hooks.add(recorder, recording=config.ledger.required)
         self.senders = senders or {
             d.name: sender_for(d, d.calling_ae_title or config.ae_title)
             for d in config.destinations
@@ -60,6 +64,7 @@ class Gateway:
             config.workers,
             config.max_prosecutor,
             config.verify,
+            patient_hashes=config.ledger.enabled,
         )
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
