@@ -799,5 +799,9 @@ main.add_command(_ledger)
 main.add_command(_release_command)
 main.add_command(_verify_release_command)
 
+from radguard.deface.cli import deface as _deface  # noqa: E402
+
+main.add_command(_deface)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -34,7 +34,8 @@ from radguard.deface.segment import Segmentation, segment
 from radguard.deface.volume import Mask, Modality, Volume
 
 _SEAL_MM = 4.0
-_TAPER_MM = 12.0
+_TAPER_MM = 6.0
+_MAX_CUT_MM = 60.0
 _PROOF_VIEWS = (View.FRONT, View.FRONT_LEFT, View.FRONT_RIGHT, View.LEFT, View.RIGHT)
 
 
@@ -282,7 +283,12 @@ def _removal(
     margin = settings.brain_margin_mm
     reach = (max(1, int(2 * margin / sx) | 1), max(1, int(2 * margin / sz) | 1))
     guard = ndimage.maximum_filter(brain_front, size=reach) + margin / sy
-    limit = np.maximum(cut, guard)
+    # never deeper than the nose is long (plus the asked depth) below the skin itself: at the
+    # head's outline the deepest nearby surface is far back, and the cut must not follow it
+    shallow = np.where(np.isfinite(surface), surface, np.float32(ny)) - (
+        _MAX_CUT_MM + depth_mm
+    ) / sy
+    limit = np.maximum(np.maximum(cut, guard), shallow)
     region = np.zeros((nx, nz), bool)
     x0, x1 = max(int(np.floor(xr[0])), 0), min(int(np.ceil(xr[1])) + 1, nx)
     z0, z1 = max(int(np.floor(zr[0])), 0), min(int(np.ceil(zr[1])) + 1, nz)

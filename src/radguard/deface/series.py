@@ -111,6 +111,8 @@ def deface_series(
     inputs = [str(p) for p in paths]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if len(paths) < _MIN_SLICES:
+            return _unassembled(key, inputs, f"{len(paths)} slice(s), too few to render", hint)
         try:
             series = read_series([Path(p) for p in paths])
         except VolumeError as error:

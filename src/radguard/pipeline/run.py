@@ -14,7 +14,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from radguard.errors import RadguardError
 from radguard.pipeline.events import FILE_REJECTED, FILE_RELEASED, RELEASE_COMPLETED, EventBus
 from radguard.pipeline.executors import Task, default_workers, run_dask, run_local
 from radguard.pipeline.stages import FileResult, Job, looks_complete, quarantine_copy
+from radguard.profile.options import Option
 from radguard.profile.table import load_table
 from radguard.settings import Policy
 
@@ -175,13 +176,26 @@ def run_deid(
         _count(summary, line["status"], line.get("modality", ""), 0)
         summary.resumed += 1
 
+    faces = None  # Clean Recognizable Visual Features: deface whole series before the files
+    if Option.CLEAN_RECOGNIZABLE_VISUAL_FEATURES in policy.options and not opts.dry_run:
+        from radguard.deface.pipeline import plan_faces
+
+        pending = [
+            (str(p), d)
+            for p in discover(opts.input.resolve(), skip=out)
+            if (d := pseudo.digest("input-path", str(p))) not in done
+        ]
+        dask = opts.scheduler if opts.executor == "dask" else ""
+        faces = plan_faces(pending, run_dir / "deface", None, opts.workers or 1, dask)
+        job = replace(job, face_plan=str(faces.path))
+
     def tasks() -> Iterator[Task]:
         source = opts.input.resolve()
         for path in discover(source, skip=out):
             digest = pseudo.digest("input-path", str(path))
             if digest in done:
                 continue
-            yield str(path), digest
+            yield (faces.substitutes.get(digest, str(path)) if faces else str(path)), digest
 
     workers = opts.workers or default_workers()
     if opts.executor == "dask":
@@ -197,6 +211,8 @@ def run_deid(
     records = _Records(manifest_handle, vault, opts.input.resolve())
     try:
         for result in results:
+            if faces is not None and result.digest in faces.originals:
+                result.path = faces.originals[result.digest]  # records name the original
             _count(summary, result.status, result.modality, result.size)
             _count_signatures(summary, result.reasons)
             if result.status == "released":

@@ -57,6 +57,7 @@ class Job:
     out_dir: Path
     dry_run: bool = False
     consent: ConsentGate | None = None  # keyed-hash decisions for --purpose
+    face_plan: str = ""  # the defacing pre-pass's plan (radguard.deface.pipeline)
 
 
 @dataclass
@@ -299,24 +300,49 @@ def _needs_pixel_review(item: Item) -> bool:
 
 
 def face_stage(item: Item, ctx: Context) -> Item:
-    """Hook for Clean Recognizable Visual Features (PS3.15 E.3.2), series-level (own issue)."""
-    if Option.CLEAN_RECOGNIZABLE_VISUAL_FEATURES in ctx.job.policy.options:
-        ds = item.dataset
-        assert ds is not None
-        body = str(ds.get("BodyPartExamined", "") or "").upper()
-        if item.modality in ("CT", "MR", "PT") and body in (
-            "HEAD",
-            "BRAIN",
-            "NECK",
-            "HEADNECK",
-            "SKULL",
-            "",
-        ):
-            raise Rejected(
-                "clean-recognizable-visual-features requested but no defacing "
-                "engine is available for a possible head image"
-            )
+    """Clean Recognizable Visual Features (PS3.15 E.3.2): the series-level pre-pass decided.
+
+    A defaced file arrives here in place of its original (with proof, noted); a series with no
+    face in its field of view is released as it is, the finding noted; a refused one is
+    quarantined with the reason. Without a plan (the pre-pass did not run) a possible head
+    image is quarantined: "refused" never counts as de-identified.
+    """
+    if Option.CLEAN_RECOGNIZABLE_VISUAL_FEATURES not in ctx.job.policy.options:
+        return item
+    if ctx.job.face_plan:
+        entry = _face_plan(ctx.job.face_plan).get(item.digest)
+        if entry is None:
+            if item.modality in ("CT", "MR", "PT") and "PixelData" in (item.dataset or {}):
+                raise Rejected("clean-recognizable-visual-features: image missed by the pre-pass")
+            return item  # not an image of a volume modality: no face to remove
+        status, reason = entry
+        if status == "refused":
+            raise Rejected(f"clean-recognizable-visual-features refused: {reason}")
+        item.notes.append(f"face: {status}: {reason}")
+        return item
+    ds = item.dataset
+    assert ds is not None
+    body = str(ds.get("BodyPartExamined", "") or "").upper()
+    if item.modality in ("CT", "MR", "PT") and body in (
+        "HEAD",
+        "BRAIN",
+        "NECK",
+        "HEADNECK",
+        "SKULL",
+        "",
+    ):
+        raise Rejected(
+            "clean-recognizable-visual-features requested but the defacing pre-pass did "
+            "not run for a possible head image"
+        )
     return item
+
+
+@lru_cache(maxsize=2)
+def _face_plan(path: str) -> dict[str, tuple[str, str]]:
+    from radguard.deface.pipeline import load_plan
+
+    return load_plan(path)
 
 
 def write_stage(item: Item, ctx: Context) -> Item:
