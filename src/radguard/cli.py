@@ -803,5 +803,9 @@ from radguard.deface.cli import deface as _deface  # noqa: E402
 
 main.add_command(_deface)
 
+from radguard.pixels.cli import pixels as _pixels  # noqa: E402
+
+main.add_command(_pixels)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -119,6 +119,75 @@ class RiskLimits:
     population: int | None = None
 
 
+class PixelScan(enum.Enum):
+    """Which images the pixel stage reads (``pixels.scan``)."""
+
+    TRIAGE = "triage"  # those likely to carry burned-in text (the triage rule)
+    ALL = "all"  # every image with pixel data
+
+
+class PixelEngine(enum.Enum):
+    """OCR engine of the pixel stage (``pixels.engine``)."""
+
+    RAPIDOCR = "rapidocr"
+    TESSERACT = "tesseract"
+
+
+class UnknownText(enum.Enum):
+    """Text neither identifying nor a known clinical label (``pixels.unknown_text``)."""
+
+    REDACT = "redact"
+    KEEP = "keep"
+
+
+PIXEL_PASSES = ("base", "local", "chroma", "invert", "flat")
+TRIAGE_MODALITIES = frozenset(
+    {"US", "XA", "RF", "CR", "DX", "MG", "ES", "XC", "OT", "SC", "DOC", "IVUS", "GM", "SM"}
+)
+
+
+@dataclass(frozen=True)
+class DeviceLayout:
+    """Fixed banner regions of a device, applied whether or not OCR finds text there.
+
+    ``manufacturer`` and ``model`` are regular expressions matched (case-insensitively, in
+    full) against Manufacturer and Manufacturer's Model Name; ``rows``/``columns`` restrict the
+    layout to one image size; ``regions`` are (x, y, width, height) in pixels.
+    """
+
+    manufacturer: str
+    model: str = ".*"
+    rows: int | None = None
+    columns: int | None = None
+    regions: tuple[tuple[int, int, int, int], ...] = ()
+
+    def matches(self, manufacturer: str, model: str, rows: int, columns: int) -> bool:
+        return (
+            re.fullmatch(self.manufacturer, manufacturer.strip(), re.IGNORECASE) is not None
+            and re.fullmatch(self.model, model.strip(), re.IGNORECASE) is not None
+            and self.rows in (None, rows)
+            and self.columns in (None, columns)
+        )
+
+
+@dataclass(frozen=True)
+class PixelPolicy:
+    """Clean Pixel Data settings (``[pixels]``): triage, engine, what to redact or keep."""
+
+    scan: PixelScan = PixelScan.TRIAGE
+    modalities: frozenset[str] = TRIAGE_MODALITIES
+    engine: PixelEngine = PixelEngine.RAPIDOCR
+    redact_all: bool = False
+    unknown_text: UnknownText = UnknownText.REDACT
+    keep: tuple[str, ...] = ()
+    builtin_keep: bool = True
+    margin: int = 3
+    passes: tuple[str, ...] = ("base", "flat", "chroma")
+    min_score: float = 0.5
+    keyframe_interval: int = 25
+    layouts: tuple[DeviceLayout, ...] = ()
+
+
 @dataclass(frozen=True)
 class Exclusions:
     modalities: frozenset[str] = frozenset()
@@ -144,6 +213,7 @@ class Policy:
     exclude: Exclusions = field(default_factory=Exclusions)
     text_patterns: tuple[str, ...] = ()
     risk: RiskLimits = field(default_factory=RiskLimits)
+    pixels: PixelPolicy = field(default_factory=PixelPolicy)
 
     def with_options(self, add: Iterable[Option] = (), drop: Iterable[Option] = ()) -> Policy:
         options = (self.options | frozenset(add)) - frozenset(drop)
@@ -269,6 +339,20 @@ _KNOWN_KEYS: dict[str, set[str]] = {
     "overrides": {"attribute", "action", "value", "modality", "sop_class"},
     "private": {"creator", "group", "elements", "action"},
     "risk": {"max_prosecutor", "quasi_identifiers", "population"},
+    "pixels": {
+        "scan",
+        "modalities",
+        "engine",
+        "redact_all",
+        "unknown_text",
+        "keep",
+        "builtin_keep",
+        "margin",
+        "passes",
+        "min_score",
+        "keyframe_interval",
+        "layouts",
+    },
 }
 
 
@@ -461,6 +545,7 @@ def _build(data: dict[str, Any], source: str, text: str, problems: list[str]) ->
         tuple(str(q) for q in risk_raw.get("quasi_identifiers", [])),
         population,
     )
+    pixels = _pixels(data.get("pixels", {}), bad)
     digest = hashlib.sha256(repr(sorted(_canonical(data).items())).encode()).hexdigest()
     return Policy(
         name=source,
@@ -475,7 +560,112 @@ def _build(data: dict[str, Any], source: str, text: str, problems: list[str]) ->
         exclude=exclude,
         text_patterns=text_patterns,
         risk=risk,
+        pixels=pixels,
     )
+
+
+def _pixels(raw: Any, bad: Any) -> PixelPolicy:
+    """``[pixels]``: every problem reported through ``bad`` with its line."""
+    default = PixelPolicy()
+    if not isinstance(raw, dict):
+        return default
+    values: dict[str, Any] = {}
+    for key, kind in (("scan", PixelScan), ("engine", PixelEngine), ("unknown_text", UnknownText)):
+        if key in raw:
+            try:
+                values[key] = kind(raw[key])
+            except ValueError:
+                choices = ", ".join(repr(k.value) for k in kind)
+                bad(key, "pixels", f"{raw[key]!r} is not one of {choices}")
+    for key in ("redact_all", "builtin_keep"):
+        if key in raw:
+            if isinstance(raw[key], bool):
+                values[key] = raw[key]
+            else:
+                bad(key, "pixels", "must be true or false")
+    if "modalities" in raw:
+        values["modalities"] = frozenset(str(m).upper() for m in raw["modalities"])
+    if "keep" in raw:
+        keep = tuple(str(p) for p in raw["keep"])
+        for pattern in keep:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                bad("keep", "pixels", f"bad regular expression {pattern!r}: {error}")
+        values["keep"] = keep
+    for key, low, high in (("margin", 0, 64), ("keyframe_interval", 1, 10000)):
+        if key in raw:
+            value = raw[key]
+            if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+                values[key] = value
+            else:
+                bad(key, "pixels", f"must be an integer from {low} to {high}")
+    if "min_score" in raw:
+        score = raw["min_score"]
+        if isinstance(score, int | float) and not isinstance(score, bool) and 0 <= score <= 1:
+            values["min_score"] = float(score)
+        else:
+            bad("min_score", "pixels", "must be a number from 0 to 1")
+    if "passes" in raw:
+        passes = tuple(str(p) for p in raw["passes"])
+        unknown = [p for p in passes if p not in PIXEL_PASSES]
+        if unknown or not passes:
+            bad("passes", "pixels", f"must be a non-empty list of {', '.join(PIXEL_PASSES)}")
+        else:
+            values["passes"] = passes
+    layouts = []
+    for item in raw.get("layouts", []):
+        layout = _layout(item, bad)
+        if layout is not None:
+            layouts.append(layout)
+    values["layouts"] = tuple(layouts)
+    return replace(default, **values)
+
+
+def _layout(item: Any, bad: Any) -> DeviceLayout | None:
+    table = "pixels.layouts"
+    if not isinstance(item, dict):
+        bad("layouts", "pixels", "each layout must be a table")
+        return None
+    unknown = set(item) - {"manufacturer", "model", "rows", "columns", "regions"}
+    for key in sorted(unknown):
+        bad(key, table, "unknown key (known: columns, manufacturer, model, regions, rows)")
+    manufacturer, model = item.get("manufacturer"), item.get("model", ".*")
+    if not isinstance(manufacturer, str) or not isinstance(model, str):
+        bad("manufacturer", table, "needs 'manufacturer' (and optional 'model') patterns")
+        return None
+    for key, pattern in (("manufacturer", manufacturer), ("model", model)):
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            bad(key, table, f"bad regular expression {pattern!r}: {error}")
+            return None
+    size: dict[str, int | None] = {}
+    for key in ("rows", "columns"):
+        value = item.get(key)
+        if value is not None and not (isinstance(value, int) and value > 0):
+            bad(key, table, "must be a positive integer")
+            return None
+        size[key] = value
+    regions = []
+    for region in item.get("regions", []):
+        ok = (
+            isinstance(region, list | tuple)
+            and len(region) == 4
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in region)
+            and region[0] >= 0
+            and region[1] >= 0
+            and region[2] > 0
+            and region[3] > 0
+        )
+        if not ok:
+            bad("regions", table, f"{region!r} is not [x, y, width, height] in pixels")
+            return None
+        regions.append((int(region[0]), int(region[1]), int(region[2]), int(region[3])))
+    if not regions:
+        bad("regions", table, "a layout needs at least one region")
+        return None
+    return DeviceLayout(manufacturer, model, size["rows"], size["columns"], tuple(regions))
 
 
 def _canonical(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -28,7 +29,10 @@ from radguard.deid.pseudonym import Pseudonymizer
 from radguard.errors import DICOM_READ_ERRORS, Rejected
 from radguard.govern.consent import ConsentGate
 from radguard.profile.options import Option
-from radguard.settings import Allowance, Policy
+from radguard.settings import Allowance, PixelPolicy, Policy
+
+if TYPE_CHECKING:
+    from radguard.pixels.clean import PixelCleaner
 
 # PS3.4 / PS3.6: objects whose content header rules cannot make safe.
 _ENCAPSULATED_DOCUMENTS = {
@@ -73,6 +77,7 @@ class Item:
     mappings: list[tuple[str, str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     size: int = 0
+    pixel_identifiers: tuple[str, ...] = ()  # header values read before cleaning (pixel stage)
 
 
 @dataclass
@@ -231,6 +236,10 @@ def header_stage(item: Item, ctx: Context) -> Item:
     ds = item.dataset
     assert ds is not None
     original_study = str(ds.get("StudyInstanceUID", "") or "")
+    if Option.CLEAN_PIXEL_DATA in ctx.job.policy.options:
+        from radguard.pixels.classify import header_identifiers
+
+        item.pixel_identifiers = header_identifiers(ds)  # the pixel stage matches text to them
     try:
         outcome = ctx.engine.apply(ds)
     except Rejected:
@@ -256,47 +265,60 @@ def header_stage(item: Item, ctx: Context) -> Item:
 
 
 def pixel_stage(item: Item, ctx: Context) -> Item:
-    """Hook for Clean Pixel Data (PS3.15 E.3.1): fails closed until an engine is installed.
+    """Clean Pixel Data (PS3.15 E.3.1): OCR, redact identifying text, re-read, or quarantine.
 
-    A file that says its pixels carry burned-in text (Burned In Annotation YES) is never
-    released uncleaned, whatever the options, unless the policy allows it explicitly.
+    Files the triage rule selects (``[pixels]`` in the policy) are read when the option is on;
+    the reason is noted per file. A file that says its pixels carry burned-in text (Burned In
+    Annotation YES) is never released uncleaned, whatever the options, unless the policy
+    allows it explicitly.
     """
     ds = item.dataset
     assert ds is not None
     policy = ctx.job.policy
+    if Option.CLEAN_PIXEL_DATA in policy.options:
+        reason = _needs_pixel_review(item, policy)
+        if reason is not None:
+            from radguard.pixels.engines import EngineUnavailable
+
+            try:
+                report = _pixel_cleaner(policy.pixels).clean(ds, item.pixel_identifiers)
+            except Rejected:
+                raise
+            except EngineUnavailable as error:
+                raise Rejected(f"clean-pixel-data: OCR engine unavailable ({error})") from error
+            except Exception as error:
+                raise Rejected(
+                    f"clean-pixel-data failed: {type(error).__name__}: {_short(error)}"
+                ) from error
+            item.notes.append(report.summary())
+            return item
+        if "PixelData" in ds:
+            item.notes.append(
+                f"pixels: not read (no triage rule matched, modality {item.modality})"
+            )
     burned = str(ds.get("BurnedInAnnotation", "") or "").strip().upper() == "YES"
     if burned and Allowance.BURNED_IN_ANNOTATION not in policy.exclude.allow:
         raise Rejected(
-            "Burned In Annotation is YES and no pixel engine can remove the text "
-            "(allow 'burned-in-annotation' in the policy to release it anyway)"
-        )
-    if Option.CLEAN_PIXEL_DATA in policy.options and _needs_pixel_review(item):
-        raise Rejected(
-            "clean-pixel-data requested but no pixel engine is available "
-            "(burned-in text cannot be ruled out)"
+            "Burned In Annotation is YES and Clean Pixel Data is not selected "
+            "(select clean-pixel-data, or allow 'burned-in-annotation' in the policy)"
         )
     return item
 
 
-def _needs_pixel_review(item: Item) -> bool:
-    ds = item.dataset
-    assert ds is not None
-    if "PixelData" not in ds and "FloatPixelData" not in ds:
-        return False
-    burned = str(ds.get("BurnedInAnnotation", "") or "").upper()
-    return burned == "YES" or item.modality in {
-        "US",
-        "XA",
-        "RF",
-        "CR",
-        "DX",
-        "MG",
-        "ES",
-        "XC",
-        "OT",
-        "SC",
-        "DOC",
-    }
+def _needs_pixel_review(item: Item, policy: Policy) -> str | None:
+    """The triage rule (``pixels.scan``, ``pixels.modalities``): why to read this file."""
+    from radguard.pixels.clean import triage
+
+    assert item.dataset is not None
+    return triage(item.dataset, policy.pixels)
+
+
+@lru_cache(maxsize=2)
+def _pixel_cleaner(settings: PixelPolicy) -> PixelCleaner:
+    """One OCR engine and cleaner per worker process and policy (models load once)."""
+    from radguard.pixels.clean import PixelCleaner
+
+    return PixelCleaner(settings)
 
 
 def face_stage(item: Item, ctx: Context) -> Item:

@@ -1,0 +1,271 @@
+"""What to do with a line of burned-in text: redact it (identifying) or keep it (clinical).
+
+A line is identifying when it holds one of the file's own identifying header values (names and
+their parts, IDs, dates in ~20 written forms, institution...; read before the header is
+cleaned), also through the usual OCR confusions (``0``/``O``, ``1``/``I``/``l``, ``5``/``S``,
+lost or extra spaces, one wrong character in a long token), or when it looks identifying
+(generic patterns: labelled IDs, dates, times, phone numbers, e-mails, ID-like numbers, street
+addresses, census first name + surname). A line is kept when every word of it is clinical
+(laterality, probe and preset names, depth and scale labels, measurements, body parts) or
+matches a policy ``keep`` pattern. Anything else is ``unknown`` and follows the policy
+(``redact`` by default: fail closed).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from pydicom.dataset import Dataset
+
+from radguard.deid.text import TextCleaner, date_variants
+
+# Header attributes whose values, burned into pixels, identify (PS3.15 Table E.1-1 rows that
+# name or locate a person, an encounter or a site).
+IDENTIFYING_KEYWORDS = (
+    "PatientName",
+    "PatientID",
+    "OtherPatientIDs",
+    "OtherPatientNames",
+    "PatientBirthName",
+    "PatientMotherBirthName",
+    "PatientBirthDate",
+    "PatientAddress",
+    "PatientTelephoneNumbers",
+    "MedicalRecordLocator",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "SeriesDate",
+    "AcquisitionDate",
+    "ContentDate",
+    "InstanceCreationDate",
+    "StudyTime",
+    "SeriesTime",
+    "AcquisitionTime",
+    "ContentTime",
+    "InstitutionName",
+    "InstitutionAddress",
+    "InstitutionalDepartmentName",
+    "ReferringPhysicianName",
+    "PerformingPhysicianName",
+    "NameOfPhysiciansReadingStudy",
+    "OperatorsName",
+    "RequestingPhysician",
+    "StationName",
+    "DeviceSerialNumber",
+    "AdmissionID",
+    "IssuerOfPatientID",
+)
+
+
+def header_identifiers(ds: Dataset) -> tuple[str, ...]:
+    """The identifying values of ``ds`` (read them before the header is de-identified)."""
+    values: list[str] = []
+    for keyword in IDENTIFYING_KEYWORDS:
+        element = ds.get(keyword)
+        if element is None or element == "":
+            continue
+        items = element if isinstance(element, list | tuple) else [element]
+        for item in items:
+            text = str(item).strip()
+            if len(text) >= 2:
+                values.append(text)
+                if keyword.endswith("Time") and len(text) >= 4 and text[:4].isdigit():
+                    hh, mm, ss = text[:2], text[2:4], text[4:6]
+                    values.append(f"{hh}:{mm}:{ss}" if ss else f"{hh}:{mm}")
+    return tuple(dict.fromkeys(values))
+
+
+class Verdict(enum.Enum):
+    """What becomes of one line of burned-in text."""
+
+    IDENTIFYING = "identifying"
+    CLINICAL = "clinical"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    why: str
+
+
+# Words and tokens of clinical overlays: laterality, views, ultrasound and X-ray acquisition
+# labels, units, body parts. A line made only of these (and numbers) is kept.
+CLINICAL_VOCABULARY = frozenset(
+    """
+L R LT RT LEFT RIGHT BIL BILAT BILATERAL AP PA LAT LATERAL OBL OBLIQUE LLAT RLAT LAO RAO LPO RPO
+SUPINE PRONE ERECT UPRIGHT DECUB AXIAL AX SAG SAGITTAL COR CORONAL TRV TRANS TRANSVERSE LONG
+LONGITUDINAL MED MEDIAL PROX PROXIMAL DIST DISTAL SUP INF ANT POST MID UPPER LOWER VIEW PORTABLE
+CHEST ABDOMEN ABD PELVIS LIVER KIDNEY SPLEEN GB GALLBLADDER PANCREAS BLADDER THYROID BREAST
+HEART CARDIAC AORTA CAROTID CCA ICA ECA VEIN ARTERY NECK HEAD BRAIN SPINE KNEE HIP SHOULDER
+HAND FOOT ANKLE WRIST ELBOW UTERUS OVARY OVARIES TESTIS SCROTUM PROSTATE FETUS FETAL OB GYN
+LYMPH NODE RENAL HEPATIC PORTAL CBD SKULL LUNG LUNGS RIB RIBS ABDOMINAL VASCULAR MSK SMALL PARTS
+GEN GENERAL THI RES PEN HPEN HGEN CINE FREEZE FRZ LIVE CFM CF CD PW CW PD PDI DOPPLER COLOR
+COLOUR GAIN GN DR DYN MI TI TIS TIB TIC TIS0 FPS HZ KHZ MHZ FRQ FREQ PRF WF PWR POWER MAP PERS
+PERSIST FOCUS DEPTH ZOOM ANGLE SV SCALE HARM HARMONIC COMPOUND SONOCT XRES SRI CHI M B D E P
+CM MM M S MS CMS MPS DB KV KVP MA MAS MAS MGY GY SV MSV DLP CTDI CTDIVOL SEC US MIN HR BPM
+VEL VMAX VMIN PI RI SD ED HR TAMAX TAMEAN ACC AT TAMX DIST AREA VOL VOLUME DIAM LEN LENGTH
+WIDTH HEIGHT DIA SYS SYST DIAST PSV EDV RATIO INDEX MEAN MAX PEAK AVG
+STANDING SITTING INSP EXP INSPIRATION EXPIRATION WEIGHT BEARING FLEX EXT FLEXION EXTENSION
+PRE POSTVOID POSTOP PREOP CONTRAST NONCONTRAST ARTERIAL VENOUS DELAYED PHASE SERIES IMAGE IM
+FRAME FRAMES PAGE OF SCOUT TOPOGRAM LOCALIZER WINDOW LEVEL W WL WW C
+""".split()
+)
+# Identifying by shape, beyond the generic free-text patterns: clock times, street addresses.
+_TIME = re.compile(r"(?<![\d.])(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d)?(?:\s*[AP]M)?(?![\d.])", re.I)
+_ADDRESS = re.compile(
+    r"\b\d{1,5}\s+(?:[A-Z][A-Za-z]+\s+){1,3}(?:ST|STREET|AVE|AVENUE|RD|ROAD|BLVD|LANE|LN|DR|DRIVE"
+    r"|WAY|COURT|CT|PLACE|PL|SQUARE|SQ)\b",
+    re.I,
+)
+_SITE = re.compile(
+    r"\b(?:HOSPITAL|HOSP|CLINIC|KLINIK|KLINIKUM|MEDICAL|CENTER|CENTRE|CTR|INFIRMARY|UNIVERSITY"
+    r"|UNIV|INSTITUTE|FOUNDATION|HEALTH|HEALTHCARE|IMAGING|RADIOLOGY|MEMORIAL|ST\.?\s+\w+)\b",
+    re.I,
+)
+_CONFUSABLE = str.maketrans(
+    {
+        "O": "0",
+        "Q": "0",
+        "D": "0",
+        "I": "1",
+        "L": "1",
+        "|": "1",
+        "S": "5",
+        "B": "8",
+        "Z": "2",
+        "G": "6",
+        "~": "",
+        "^": "",
+    }
+)
+
+
+def _fold(text: str) -> str:
+    """Upper case, separators dropped, OCR-confusable characters folded together."""
+    return re.sub(r"[^0-9A-Z]", "", text.upper().translate(_CONFUSABLE))
+
+
+def _near(a: str, b: str) -> bool:
+    """Equal but for at most one substitution, insertion or deletion."""
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        return sum(x != y for x, y in zip(a, b, strict=True)) <= 1
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
+
+
+@lru_cache(maxsize=4)
+def _keep_patterns(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
+
+
+class Classifier:
+    """Decides, line by line, what burned-in text identifies (one per file)."""
+
+    def __init__(
+        self,
+        identifiers: Iterable[str],
+        keep_patterns: tuple[str, ...] = (),
+        builtin_keep: bool = True,
+        extra_patterns: tuple[str, ...] = (),
+    ) -> None:
+        values = tuple(_without_honorifics(v) for v in identifiers)
+        self._cleaner = TextCleaner(values, extra_patterns)
+        folded: set[str] = set()
+        tokens: set[str] = set()
+        for value in values:
+            forms = [value, *date_variants(value)]
+            if "^" in value:
+                forms += [p for p in value.replace("=", "^").split("^") if len(p.strip()) > 1]
+            for form in forms:
+                key = _fold(form)
+                if len(key) >= 4:
+                    folded.add(key)
+                for word in re.findall(r"[A-Za-z0-9]+", form):
+                    if len(word) >= 5:
+                        tokens.add(_fold(word))
+        self._folded = tuple(sorted(folded, key=len, reverse=True))
+        self._tokens = frozenset(tokens)
+        self._keep = _keep_patterns(keep_patterns)
+        self._builtin = builtin_keep
+
+    def decide(self, text: str) -> Decision:
+        """The verdict for one line of text read from the pixels."""
+        stripped = text.strip()
+        if not stripped:
+            return Decision(Verdict.CLINICAL, "empty")
+        spans = self._cleaner.find(stripped)
+        if spans:
+            return Decision(Verdict.IDENTIFYING, f"matches {spans[0][2]}")
+        folded = _fold(stripped)
+        for value in self._folded:
+            if value in folded:
+                return Decision(Verdict.IDENTIFYING, "matches identifier (OCR-folded)")
+        for word in re.findall(r"[A-Za-z0-9]+", stripped):
+            key = _fold(word)
+            if len(key) >= 5 and any(_near(key, t) for t in self._tokens):
+                return Decision(Verdict.IDENTIFYING, "near an identifier (one character off)")
+        if _TIME.search(stripped):
+            return Decision(Verdict.IDENTIFYING, "pattern: time of day")
+        if _ADDRESS.search(stripped):
+            return Decision(Verdict.IDENTIFYING, "pattern: street address")
+        if _SITE.search(stripped):
+            return Decision(Verdict.IDENTIFYING, "pattern: institution")
+        from radguard.verify.generic import person_names
+
+        for name in person_names(stripped):
+            words = re.findall(r"[A-Za-z]+", name.upper())
+            if not any(w in CLINICAL_VOCABULARY for w in words):
+                return Decision(Verdict.IDENTIFYING, "pattern: first name and surname")
+        if self._keep is not None and self._keep.fullmatch(stripped):
+            return Decision(Verdict.CLINICAL, "policy keep pattern")
+        if self._builtin and _all_clinical(stripped):
+            return Decision(Verdict.CLINICAL, "clinical label")
+        return Decision(Verdict.UNKNOWN, "neither identifying nor a known clinical label")
+
+
+def _without_honorifics(value: str) -> str:
+    """A person name without its prefix and suffix (``DR``, ``JR``...): PS3.5 6.2 components
+    four and five are titles, not names, and would match clinical words such as ``DR``."""
+    if "^" not in value:
+        return value
+    groups = value.split("=")
+    return "=".join("^".join(g.split("^")[:3]).rstrip("^") for g in groups)
+
+
+def _all_clinical(text: str) -> bool:
+    """Every letter run is a clinical word (or glued clinical words, or one OCR slip from one,
+    or at most two letters); every number has at most five digits."""
+    for run in re.findall(r"[A-Z]+|\d+", text.upper()):
+        if run.isdigit():
+            if len(run) > 5:
+                return False
+            continue
+        if len(run) <= 2 or run in CLINICAL_VOCABULARY or _glued(run):
+            continue
+        if len(run) >= 4 and any(_near(run, w) for w in _LONG_WORDS):
+            continue
+        return False
+    return True
+
+
+_LONG_WORDS = tuple(w for w in CLINICAL_VOCABULARY if len(w) >= 3)
+
+
+@lru_cache(maxsize=4096)
+def _glued(run: str) -> bool:
+    """``run`` is clinical words written (or read) without spaces: LIVERTRV, FPSHZ."""
+    if not run:
+        return True
+    return any(
+        run[:k] in CLINICAL_VOCABULARY and _glued(run[k:]) for k in range(min(len(run), 12), 1, -1)
+    )

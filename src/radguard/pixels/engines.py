@@ -1,0 +1,270 @@
+"""OCR engines behind one small interface: RapidOCR (default) and Tesseract.
+
+An engine finds text lines in an 8-bit image (rows, cols) or (rows, cols, 3) and reads them.
+Detection and reading are separate calls so that several preprocessing passes of the same image
+can share one reading step. Both engines run fully offline: RapidOCR is given the ONNX models
+its wheel ships (explicit paths: it never reaches for its download code), Tesseract is the
+Debian binary with its English data.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from radguard.errors import RadguardError
+
+Image = NDArray[np.uint8]
+
+
+class EngineName(enum.Enum):
+    """OCR engines radguard can use (policy ``pixels.engine``)."""
+
+    RAPIDOCR = "rapidocr"
+    TESSERACT = "tesseract"
+
+
+class EngineUnavailable(RadguardError):
+    """The OCR engine cannot run here; the message says what to install."""
+
+
+@dataclass(frozen=True)
+class Box:
+    """An axis-aligned text box in pixels: top-left x, y, width, height."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+
+    @property
+    def area(self) -> int:
+        return self.w * self.h
+
+    def grow(self, margin: int, cols: int, rows: int) -> Box:
+        """The box with ``margin`` pixels added on every side, clipped to the image."""
+        x0, y0 = max(0, self.x - margin), max(0, self.y - margin)
+        x1, y1 = min(cols, self.x + self.w + margin), min(rows, self.y + self.h + margin)
+        return Box(x0, y0, max(0, x1 - x0), max(0, y1 - y0))
+
+    def overlap(self, other: Box) -> int:
+        """Area shared with ``other``."""
+        w = min(self.x + self.w, other.x + other.w) - max(self.x, other.x)
+        h = min(self.y + self.h, other.y + other.h) - max(self.y, other.y)
+        return max(0, w) * max(0, h)
+
+    def union(self, other: Box) -> Box:
+        x0, y0 = min(self.x, other.x), min(self.y, other.y)
+        x1 = max(self.x + self.w, other.x + other.w)
+        y1 = max(self.y + self.h, other.y + other.h)
+        return Box(x0, y0, x1 - x0, y1 - y0)
+
+    def shifted(self, dx: int, dy: int) -> Box:
+        return Box(self.x + dx, self.y + dy, self.w, self.h)
+
+    def scaled(self, factor: float) -> Box:
+        return Box(
+            int(self.x / factor),
+            int(self.y / factor),
+            int(np.ceil(self.w / factor)),
+            int(np.ceil(self.h / factor)),
+        )
+
+
+@dataclass(frozen=True)
+class Line:
+    """A text line read by an engine: where, what, and the engine's confidence (0..1)."""
+
+    box: Box
+    text: str
+    score: float
+
+
+class OcrEngine(Protocol):
+    """What an OCR engine offers: find text boxes, read the text in boxes."""
+
+    name: EngineName
+
+    def detect(self, image: Image) -> list[Box]:
+        """Boxes of text lines in ``image``."""
+        ...
+
+    def read(self, image: Image, boxes: list[Box]) -> list[Line]:
+        """The text in each of ``boxes`` of ``image`` (same order)."""
+        ...
+
+
+def _rapidocr_models() -> dict[str, Path]:
+    """The ONNX models inside the rapidocr wheel (detection, recognition, orientation)."""
+    import rapidocr
+
+    folder = Path(rapidocr.__file__).parent / "models"
+    wanted = {
+        "det": "PP-OCRv6_det_small.onnx",
+        "rec": "PP-OCRv6_rec_small.onnx",
+        "cls": "ch_ppocr_mobile_v2.0_cls_mobile.onnx",
+    }
+    found = {k: folder / v for k, v in wanted.items()}
+    missing = [str(p) for p in found.values() if not p.is_file()]
+    if missing:
+        raise EngineUnavailable(
+            "RapidOCR's packaged models are missing ("
+            + ", ".join(missing)
+            + "): install the 'rapidocr' wheel (pip install 'radguard[pixels]'); "
+            "radguard never downloads models"
+        )
+    return found
+
+
+class RapidOcrEngine:
+    """PP-OCR detection and recognition (ONNX Runtime on the CPU) from the rapidocr wheel."""
+
+    name = EngineName.RAPIDOCR
+
+    def __init__(self, threads: int = 0) -> None:
+        try:
+            from rapidocr import RapidOCR
+        except ImportError as error:
+            raise EngineUnavailable(
+                "RapidOCR is not installed: pip install 'radguard[pixels]' (rapidocr, onnxruntime)"
+            ) from error
+        models = _rapidocr_models()
+        threads = threads or min(2, os.cpu_count() or 1)
+        params: dict[str, Any] = {
+            "Global.log_level": "error",
+            "Global.use_cls": False,
+            "Global.model_root_dir": str(models["det"].parent),
+            "Det.model_path": str(models["det"]),
+            "Rec.model_path": str(models["rec"]),
+            "Cls.model_path": str(models["cls"]),
+            # no resizing beyond the image itself: radguard upscales small text on purpose
+            "Det.limit_type": "max",
+            "Det.limit_side_len": 2048,
+            "Det.box_thresh": 0.5,
+            "Det.unclip_ratio": 1.6,
+            "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+            "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+        }
+        self._ocr = RapidOCR(params=params)
+        recognizer = self._ocr._load_rec_model()  # type: ignore[no-untyped-call]
+        if not recognizer.session.have_key():
+            raise EngineUnavailable("RapidOCR's recognition model carries no character table")
+        self._recognizer = recognizer
+
+    def detect(self, image: Image) -> list[Box]:
+        result = self._ocr(_rgb(image), use_det=True, use_cls=False, use_rec=False)
+        boxes = getattr(result, "boxes", None)
+        if boxes is None:
+            return []
+        found = []
+        for quad in np.asarray(boxes):
+            x0, y0 = np.floor(quad.min(axis=0)).astype(int)
+            x1, y1 = np.ceil(quad.max(axis=0)).astype(int)
+            found.append(Box(int(max(0, x0)), int(max(0, y0)), int(x1 - x0), int(y1 - y0)))
+        return found
+
+    def read(self, image: Image, boxes: list[Box]) -> list[Line]:
+        if not boxes:
+            return []
+        from rapidocr.ch_ppocr_rec import TextRecInput
+
+        rgb = _rgb(image)
+        crops = [rgb[b.y : b.y + max(b.h, 1), b.x : b.x + max(b.w, 1)] for b in boxes]
+        output = self._recognizer(TextRecInput(img=crops, return_word_box=False))
+        texts = output.txts or ("",) * len(boxes)
+        scores = output.scores or (0.0,) * len(boxes)
+        return [
+            Line(box, str(text), float(score))
+            for box, text, score in zip(boxes, texts, scores, strict=True)
+        ]
+
+
+class TesseractEngine:
+    """Tesseract 4/5 (LSTM) through its command-line program: one call per image, TSV out."""
+
+    name = EngineName.TESSERACT
+
+    def __init__(self, binary: str = "tesseract") -> None:
+        found = shutil.which(binary)
+        if found is None:
+            raise EngineUnavailable(
+                "tesseract is not installed: apt-get install tesseract-ocr tesseract-ocr-eng"
+            )
+        self._binary = found
+
+    def _tsv(self, image: Image, psm: int) -> list[list[str]]:
+        import cv2
+
+        ok, png = cv2.imencode(".png", image if image.ndim == 2 else image[..., ::-1])
+        if not ok:
+            raise EngineUnavailable("cannot encode the image for tesseract")
+        env = dict(os.environ, OMP_THREAD_LIMIT="1")
+        done = subprocess.run(
+            [self._binary, "stdin", "stdout", "-l", "eng", "--psm", str(psm), "tsv"],
+            input=png.tobytes(),
+            capture_output=True,
+            env=env,
+            check=False,
+            timeout=120,
+        )
+        if done.returncode != 0:
+            raise EngineUnavailable(f"tesseract failed (exit {done.returncode})")
+        rows = [r.split("\t") for r in done.stdout.decode("utf-8", "replace").splitlines()[1:]]
+        return [r for r in rows if len(r) == 12]
+
+    def _lines(self, image: Image, psm: int) -> list[Line]:
+        words: dict[tuple[str, str, str], list[tuple[Box, str, float]]] = {}
+        for row in self._tsv(image, psm):
+            text, conf = row[11].strip(), float(row[10])
+            if row[0] != "5" or not text or conf < 0:
+                continue
+            box = Box(int(row[6]), int(row[7]), int(row[8]), int(row[9]))
+            words.setdefault((row[2], row[3], row[4]), []).append((box, text, conf / 100))
+        lines = []
+        for members in words.values():
+            box = members[0][0]
+            for other, _, _ in members[1:]:
+                box = box.union(other)
+            text = " ".join(t for _, t, _ in members)
+            score = float(np.mean([c for _, _, c in members]))
+            lines.append(Line(box, text, score))
+        return lines
+
+    def detect(self, image: Image) -> list[Box]:
+        return [line.box for line in self._lines(image, 11)]  # sparse text: overlays
+
+    def read(self, image: Image, boxes: list[Box]) -> list[Line]:
+        lines = []
+        for box in boxes:
+            pad = max(4, box.h // 2)
+            grown = box.grow(pad, image.shape[1], image.shape[0])
+            crop = image[grown.y : grown.y + grown.h, grown.x : grown.x + grown.w]
+            found = self._lines(np.ascontiguousarray(crop), 7)  # one line per crop
+            text = " ".join(f.text for f in found)
+            score = float(np.mean([f.score for f in found])) if found else 0.0
+            lines.append(Line(box, text, score))
+        return lines
+
+
+def _rgb(image: Image) -> Image:
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    return image
+
+
+@lru_cache(maxsize=2)
+def get_engine(name: EngineName | str = EngineName.RAPIDOCR) -> OcrEngine:
+    """The engine ``name``, created once per process (models load once)."""
+    name = EngineName(name)
+    if name is EngineName.RAPIDOCR:
+        return RapidOcrEngine()
+    return TesseractEngine()

@@ -1,0 +1,341 @@
+"""Clean Pixel Data: real OCR on real and phantom images, every photometric and syntax path."""
+
+from __future__ import annotations
+
+import copy
+import json
+import socket
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import pytest
+from click.testing import CliRunner
+from pydicom.dataset import Dataset
+
+import radguard.pixels as pixels_pkg
+from radguard.cli import main
+from radguard.deid import Keyring
+from radguard.errors import PolicyError, Rejected
+from radguard.phantom.burn import Font, text_mask
+from radguard.phantom.pixelbench import BenchImage, cine, glyph_mask, single_frames
+from radguard.pipeline import RunOptions, run_deid
+from radguard.pixels import Classifier, PixelCleaner, Verdict, header_identifiers, triage
+from radguard.pixels.engines import EngineUnavailable, RapidOcrEngine, TesseractEngine
+from radguard.settings import PixelPolicy, PixelScan, check_policy, load_policy
+
+from conftest import pydicom_file, require_tool
+
+POLICY = load_policy("research").pixels
+
+
+@pytest.fixture(scope="module")
+def cleaner() -> PixelCleaner:
+    return PixelCleaner(POLICY)
+
+
+def _covered(bench: BenchImage, cleaned: Dataset, margin: int = 0) -> list[tuple[str, bool]]:
+    """Per burned line: are all its ink pixels now different from the ink (painted over)?"""
+    after = cleaned.pixel_array
+    before = bench.dataset.pixel_array
+    frames = int(cleaned.get("NumberOfFrames", 1) or 1)
+    if frames == 1:
+        after, before = after[None], before[None]
+    result = []
+    for line in bench.lines:
+        glyphs = glyph_mask(line)
+        targets = range(frames) if line.frame < 0 else [line.frame]
+        gone = True
+        for f in targets:
+            region_after = after[f, line.y : line.y + line.h, line.x : line.x + line.w]
+            region_before = before[f, line.y : line.y + line.h, line.x : line.x + line.w]
+            same = (
+                np.all(region_after == region_before, axis=-1)
+                if after.ndim == 4
+                else (region_after == region_before)
+            )
+            if same[glyphs].mean() > 0.0:
+                gone = False
+        result.append((line.text, gone))
+    return result
+
+
+def test_public_names_exist() -> None:
+    for name in pixels_pkg.__all__:
+        assert hasattr(pixels_pkg, name), name
+
+
+def test_rapidocr_runs_offline_from_packaged_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh engine loads and reads with every network connection refused."""
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("OCR tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    engine = RapidOcrEngine()
+    image = np.zeros((80, 400), np.uint8)
+    mask = text_mask("HALVORSEN 1234", Font("pil-aileron", 28))
+    image[20 : 20 + mask.shape[0], 10 : 10 + mask.shape[1]][mask] = 255
+    boxes = engine.detect(image)
+    lines = engine.read(image, boxes)
+    assert any("HALVORSEN" in line.text.upper() for line in lines)
+
+
+def test_classifier_identifying_clinical_unknown() -> None:
+    classifier = Classifier(["SMITH^JOHN^Q^DR", "HG1459269", "19610304", "ST MARY HOSPITAL"])
+    identifying = ["SMlTH J", "HG14 59269", "03/04/1961", "4 Mar 1961", "Dr Smith", "14:22:05"]
+    clinical = ["LIVERTRV", "C5-1", "12cm", "MI1.1 TIS 0.4", "Gn 60 DR 65", "R", "1.06 cm"]
+    for text in identifying:
+        assert classifier.decide(text).verdict is Verdict.IDENTIFYING, text
+    for text in clinical:
+        assert classifier.decide(text).verdict is Verdict.CLINICAL, text
+    assert classifier.decide("Cornflower Quixote").verdict is Verdict.UNKNOWN
+    assert (
+        Classifier([], keep_patterns=("Cornflower .*",)).decide("Cornflower Quixote").verdict
+        is Verdict.CLINICAL
+    )
+
+
+def test_triage_rule() -> None:
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    assert triage(ds, POLICY) is None
+    assert triage(ds, replace(POLICY, scan=PixelScan.ALL)) is not None
+    ds.BurnedInAnnotation = "YES"
+    assert "Burned In Annotation" in str(triage(ds, POLICY))
+    us = pydicom.dcmread(pydicom_file("examples_rgb_color.dcm"))
+    assert "US" in str(triage(us, POLICY))
+
+
+def test_real_ultrasound_institution_removed_labels_kept(cleaner: PixelCleaner) -> None:
+    """pydicom's US sample: the institution burned in top left goes, 'LYMPH NODE' stays."""
+    ds = pydicom.dcmread(pydicom_file("examples_rgb_color.dcm"))
+    before = ds.pixel_array.copy()
+    report = cleaner.clean(ds)
+    identifying = [f for f in report.found if f.verdict is Verdict.IDENTIFYING]
+    assert identifying and all(f.redacted for f in identifying)
+    assert any(f.verdict is Verdict.CLINICAL and not f.redacted for f in report.found)
+    assert ds.BurnedInAnnotation == "NO"
+    codes = {str(i.CodeValue) for i in ds.DeidentificationMethodCodeSequence}
+    assert "113101" in codes
+    after = ds.pixel_array
+    assert after.shape == before.shape and not np.array_equal(after, before)
+    again = cleaner.scan(
+        ds, header_identifiers(pydicom.dcmread(pydicom_file("examples_rgb_color.dcm")))
+    )
+    assert not [f for f in again.found if f.verdict is Verdict.IDENTIFYING]
+    assert any("NODE" in f.text.upper() for f in again.found)
+
+
+def test_real_jpeg2000_reencoded_losslessly(cleaner: PixelCleaner) -> None:
+    ds = pydicom.dcmread(pydicom_file("examples_jpeg2k.dcm"))
+    syntax = ds.file_meta.TransferSyntaxUID
+    report = cleaner.clean(ds)
+    assert report.redacted
+    assert report.syntax == syntax.name
+    written = ds.pixel_array.copy()
+    from io import BytesIO
+
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    reread = pydicom.dcmread(BytesIO(buffer.getvalue()))
+    assert reread.file_meta.TransferSyntaxUID == syntax
+    assert np.array_equal(reread.pixel_array, written)
+
+
+@pytest.mark.parametrize(
+    ("photometric", "dtype", "syntax"),
+    [
+        ("MONOCHROME2", np.uint16, "1.2.840.10008.1.2.5"),  # RLE Lossless
+        ("MONOCHROME1", np.uint16, "1.2.840.10008.1.2.4.80"),  # JPEG-LS Lossless
+        ("MONOCHROME2", np.int16, "1.2.840.10008.1.2.1"),
+        ("RGB", np.uint8, "1.2.840.10008.1.2.4.90"),  # JPEG 2000 Lossless
+    ],
+)
+def test_every_photometric_depth_and_syntax(
+    cleaner: PixelCleaner, photometric: str, dtype: Any, syntax: str
+) -> None:
+    """A name burned into 16-bit, signed, inverted and colour images is painted black."""
+    bench = next(iter(single_frames(5, 1)))
+    ds = bench.dataset
+    grey = np.zeros((256, 384), np.float64)
+    grey[:] = np.linspace(0, 0.3, 384)[None, :]
+    name = "HALVORSEN^BARTHOLOMEW"
+    ds.PatientName = name
+    mask = text_mask(name, Font("DejaVuSans.ttf", 22))
+    y, x = 20, 12
+    grey[y : y + mask.shape[0], x : x + mask.shape[1]][mask] = 1.0
+    if photometric == "RGB":
+        array = np.rint(np.repeat(grey[:, :, None], 3, axis=2) * 255).astype(dtype)
+        array[..., 2] //= 2
+        bits = 8
+    else:
+        top = 4000 if dtype == np.uint16 else 2000
+        low = 0 if dtype == np.uint16 else -1000
+        array = np.rint(low + grey * (top - low)).astype(dtype)
+        if photometric == "MONOCHROME1":
+            array = (top - array).astype(dtype)
+        bits = 12
+    ds.set_pixel_data(array, photometric, bits)
+    if syntax != "1.2.840.10008.1.2.1":
+        ds.compress(syntax)
+    report = cleaner.clean(ds, (name,))
+    assert report.redacted >= 1
+    out = ds.pixel_array
+    ink = out[y : y + mask.shape[0], x : x + mask.shape[1]][mask]
+    if photometric == "RGB":
+        assert np.all(ink == 0)
+    elif photometric == "MONOCHROME1":
+        assert np.all(ink == array.max())  # black in MONOCHROME1 is the top value
+    else:
+        assert np.all(ink == array.min())
+    assert str(ds.file_meta.TransferSyntaxUID) == syntax
+    assert out.dtype == array.dtype
+
+
+def test_phantom_image_identifiers_removed_labels_kept(cleaner: PixelCleaner) -> None:
+    """Bench images at full contrast and cap height >= 12 px: every identifier painted over."""
+    bench = next(iter(single_frames(21, 1)))
+    for line in list(bench.lines):
+        bench.lines.remove(line)
+    from radguard.phantom.pixelbench import BurnedLine, _draw
+
+    ds = bench.dataset
+    image = ds.pixel_array.copy()
+    placed = [
+        ("ID: HG7960404", True, 20, 30),
+        (
+            f"DOB: {str(ds.PatientBirthDate)[4:6]}/{str(ds.PatientBirthDate)[6:]}/"
+            f"{str(ds.PatientBirthDate)[:4]}",
+            True,
+            20,
+            80,
+        ),
+        ("C5-1", False, 400, 200),
+        ("12 cm", False, 420, 300),
+    ]
+    for text, identifying, x, y in placed:
+        font = Font("LiberationSans-Regular.ttf", 20)
+        _draw(image, text, font, x, y, 1.0, "grey")
+        h, w = text_mask(text, font).shape
+        bench.lines.append(
+            BurnedLine(-1, x, y, w, h, text, identifying, font.name, font.size, 14, 1.0, "grey")
+        )
+    ds.PatientID = "HG7960404"
+    ds.set_pixel_data(image, "MONOCHROME2", 8)
+    keep = BenchImage(bench.name, copy.deepcopy(ds), bench.lines)
+    cleaner.clean(ds, header_identifiers(ds))
+    results = dict(_covered(keep, ds))
+    for text, identifying, _, _ in placed:
+        assert results[text] is identifying, text
+
+
+def test_cine_static_banner_every_frame_and_reuse(cleaner: PixelCleaner) -> None:
+    bench = cine(4, frames=12, rows=300, cols=400)
+    ds = bench.dataset
+    keep = BenchImage(bench.name, copy.deepcopy(ds), bench.lines)
+    report = cleaner.clean(ds, header_identifiers(ds))
+    assert report.stats.full < report.stats.frames  # key frames only, the rest reused
+    for text, gone in _covered(keep, ds):
+        identifying = next(line.identifying for line in bench.lines if line.text == text)
+        if identifying:
+            assert gone, text
+
+
+def test_layout_regions_applied_without_ocr_text(cleaner: PixelCleaner) -> None:
+    from radguard.settings import DeviceLayout
+
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    layout = DeviceLayout("GE MEDICAL.*", ".*", None, None, ((0, 0, 40, 10),))
+    own = PixelCleaner(replace(POLICY, layouts=(layout,)), cleaner.engine)
+    report = own.clean(ds)
+    assert report.layout_regions == 1
+    assert np.all(ds.pixel_array[0:10, 0:40] == ds.pixel_array.min())
+
+
+def test_refuses_when_text_is_still_read(
+    cleaner: PixelCleaner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If painting failed, the re-read sees the institution and the file is not released."""
+    ds = pydicom.dcmread(pydicom_file("examples_rgb_color.dcm"))
+    monkeypatch.setattr(PixelCleaner, "_paint", lambda *args, **kwargs: None)
+    with pytest.raises(Rejected, match="still read"):
+        cleaner.clean(ds)
+
+
+def test_tesseract_engine_reads_a_line() -> None:
+    require_tool("tesseract")
+    engine = TesseractEngine()
+    image = np.zeros((60, 420), np.uint8)
+    mask = text_mask("ZIMMERMANN 4411", Font("DejaVuSans.ttf", 26))
+    image[12 : 12 + mask.shape[0], 8 : 8 + mask.shape[1]][mask] = 255
+    lines = engine.read(image, engine.detect(image))
+    assert any("ZIMMERMANN" in line.text.upper() for line in lines)
+    with pytest.raises(EngineUnavailable, match="tesseract-ocr"):
+        TesseractEngine("no-such-tesseract-binary")
+
+
+def test_policy_pixels_section_validated(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(
+        'extends = "research"\n[pixels]\nscan = "sometimes"\nmargin = -1\npasses = ["blur"]\n'
+        '[[pixels.layouts]]\nmanufacturer = "ACME"\nregions = [[0, 0, 10]]\n'
+    )
+    problems = check_policy(path)
+    joined = "\n".join(problems)
+    assert "line 3: pixels.scan" in joined
+    assert "line 4: pixels.margin" in joined
+    assert "pixels.passes" in joined
+    assert "line 8: pixels.layouts.regions" in joined
+    good = tmp_path / "g.toml"
+    good.write_text(
+        'extends = "research"\n[pixels]\nscan = "all"\nengine = "tesseract"\n'
+        'keep = ["PAGE \\\\d+"]\n[[pixels.layouts]]\nmanufacturer = "ACME.*"\n'
+        "regions = [[0, 0, 100, 20]]\n"
+    )
+    policy = load_policy(good).pixels
+    assert policy.scan is PixelScan.ALL and policy.layouts[0].regions == ((0, 0, 100, 20),)
+    with pytest.raises(PolicyError):
+        load_policy(path)
+    assert isinstance(PixelPolicy(), PixelPolicy)
+
+
+def test_deid_pipeline_cleans_pixels_and_reports_triage(tmp_path: Path, keyring: Keyring) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("examples_rgb_color.dcm", "CT_small.dcm"):
+        (src / name).write_bytes(pydicom_file(name).read_bytes())
+    policy = load_policy("research").with_options(
+        add=[__import__("radguard.profile.options", fromlist=["Option"]).Option.CLEAN_PIXEL_DATA]
+    )
+    out = tmp_path / "out"
+    summary = run_deid(RunOptions(src, out, workers=1), policy, keyring)
+    assert summary.exit_code == 0
+    manifest = [
+        json.loads(x) for x in (tmp_path / "out.run" / "manifest.jsonl").read_text().splitlines()
+    ]
+    notes = {Path(m["input"]).name: " ".join(m.get("reasons", [])) for m in manifest}
+    assert "pixels: modality US" in notes["examples_rgb_color.dcm"]
+    assert "pixels: not read" in notes["CT_small.dcm"]
+    released = [pydicom.dcmread(p) for p in out.rglob("*.dcm")]
+    us = next(d for d in released if d.Modality == "US")
+    assert us.BurnedInAnnotation == "NO"
+
+
+def test_cli_scan_masks_identifying_text(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(
+        main, ["pixels", "scan", "--json", str(pydicom_file("examples_rgb_color.dcm"))]
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output.strip().splitlines()[-1])
+    identifying = [line for line in record["lines"] if line["verdict"] == "identifying"]
+    assert identifying and all("*" in line["text"] for line in identifying)
+    out = tmp_path / "clean.dcm"
+    result = runner.invoke(
+        main, ["pixels", "redact", str(pydicom_file("examples_rgb_color.dcm")), str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert pydicom.dcmread(out).BurnedInAnnotation == "NO"
