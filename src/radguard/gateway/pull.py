@@ -262,7 +262,40 @@ def _check_retrieve(responses: Any, what: str) -> None:
         raise RadguardError(f"{what} failed: status 0x{code & 0xFFFF:04X}, {failed} failed")
 
 
+def _study_sop_classes(source: PullSource, study_uid: str) -> list[str]:
+    """SOP Classes in Study (0008,0062) of one study, by C-FIND (empty when not answered)."""
+    from pydicom.dataset import Dataset
+    from pynetdicom import AE
+    from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+        StudyRootQueryRetrieveInformationModelFind,
+    )
+
+    ae = AE(ae_title=source.calling_ae_title)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = source.timeout_s
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "STUDY"
+    identifier.StudyInstanceUID = study_uid
+    identifier.SOPClassesInStudy = ""
+    assoc = _associate(source, ae)
+    classes: set[str] = set()
+    try:
+        for status, found in assoc.send_c_find(
+            identifier, StudyRootQueryRetrieveInformationModelFind
+        ):
+            if int(getattr(status, "Status", -1)) in (0xFF00, 0xFF01) and found is not None:
+                value = found.get("SOPClassesInStudy", "") or ""
+                values = [value] if isinstance(value, str) else list(value)
+                classes.update(str(v) for v in values if str(v))
+    finally:
+        assoc.release()
+    return sorted(classes)
+
+
 def _c_get(source: PullSource, study_uid: str, write: Writer) -> None:
+    """C-GET one study. The storage contexts offered are the study's own SOP classes, one
+    context per transfer syntax, so the PACS can send each instance as it is stored (a PACS
+    that cannot transcode, such as Orthanc, fails an instance whose syntax was not offered)."""
     from pynetdicom import AE, StoragePresentationContexts, build_role, evt
     from pynetdicom.sop_class import (  # type: ignore[attr-defined]
         StudyRootQueryRetrieveInformationModelGet,
@@ -271,10 +304,16 @@ def _c_get(source: PullSource, study_uid: str, write: Writer) -> None:
     ae = AE(ae_title=source.calling_ae_title)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = source.timeout_s
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
-    roles = []
-    for context in StoragePresentationContexts[:120]:
-        ae.add_requested_context(str(context.abstract_syntax), _RETRIEVE_SYNTAXES)
-        roles.append(build_role(str(context.abstract_syntax), scp_role=True))
+    classes = _study_sop_classes(source, study_uid)
+    if classes and len(classes) * len(_RETRIEVE_SYNTAXES) <= _MAX_CONTEXTS - 1:
+        for sop_class in classes:
+            for syntax in _RETRIEVE_SYNTAXES:
+                ae.add_requested_context(sop_class, [syntax])
+    else:  # unknown or too many classes: one context per common class, several syntaxes
+        classes = [str(c.abstract_syntax) for c in StoragePresentationContexts[:120]]
+        for sop_class in classes:
+            ae.add_requested_context(sop_class, _RETRIEVE_SYNTAXES)
+    roles = [build_role(sop_class, scp_role=True) for sop_class in classes]
     assoc = _associate(
         source, ae, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, _storage_handler(write))]
     )
@@ -324,6 +363,7 @@ def _c_move(source: PullSource, study_uid: str, write: Writer) -> None:
         server.shutdown()
 
 
+_MAX_CONTEXTS = 128
 _RETRIEVE_SYNTAXES = [
     "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
     "1.2.840.10008.1.2",  # Implicit VR Little Endian
