@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -177,3 +178,57 @@ def test_intake_records_signatures_before_deid(tmp_path: Path) -> None:
     ds.PatientName = "Altered^After^Signing"
     bad = dsig.intake_note(ds)
     assert bad is not None and "INVALID" in bad
+
+
+def test_trust_follows_the_issuer_signature(tmp_path: Path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def certificate(
+        subject: str,
+        issuer: str,
+        key: ec.EllipticCurvePrivateKey,
+        signer: ec.EllipticCurvePrivateKey,
+    ) -> x509.Certificate:
+        return (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .sign(signer, hashes.SHA256())
+        )
+
+    ca_key, fake_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    ca = certificate("Site CA", "Site CA", ca_key, ca_key)
+    impostor = certificate("Site CA", "Site CA", fake_key, fake_key)  # same name, other key
+    leaf = certificate("scanner 1", "Site CA", leaf_key, ca_key)
+    pem = serialization.Encoding.PEM
+    key_pem = leaf_key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    dsig.sign_dataset(ds, key_pem, leaf.public_bytes(pem))
+    assert [c.trusted for c in dsig.verify_dataset(ds, [ca.public_bytes(pem)])] == [True]
+    assert [c.trusted for c in dsig.verify_dataset(ds, [impostor.public_bytes(pem)])] == [False]
+
+
+def test_signing_a_released_tree_is_idempotent(tmp_path: Path) -> None:
+    new_signing_key(KeyKind.RELEASE)
+    signer = load_signer(KeyKind.RELEASE)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    for name in ("CT_small.dcm", "MR_small.dcm"):
+        shutil.copy(pydicom_file(name), folder / name)
+    (folder / "notes.txt").write_text("not DICOM")
+    assert dsig.sign_tree(folder, signer) == 2
+    first = (folder / "CT_small.dcm").read_bytes()
+    assert dsig.sign_tree(folder, signer) == 2  # a resumed run signs again: nothing changes
+    assert (folder / "CT_small.dcm").read_bytes() == first
+    assert len(pydicom.dcmread(folder / "CT_small.dcm").DigitalSignaturesSequence) == 1

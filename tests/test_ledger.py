@@ -342,3 +342,36 @@ def test_postgres_concurrent_writers_keep_one_consistent_log(home: Path, postgre
         )
         check = ledger.verify()
     assert not check.ok and check.first_bad == 7
+
+
+def test_public_api_names_import() -> None:
+    import radguard.govern as govern
+
+    for name in govern.__all__:
+        assert getattr(govern, name) is not None, name
+
+
+def test_record_forward_is_accounted(home: Path, tmp_path: Path, keyring: object) -> None:
+    from radguard.deid.keys import Keyring
+    from radguard.govern import record_forward
+    from radguard.govern.account import account
+
+    assert isinstance(keyring, Keyring)
+    path = tmp_path / "l.sqlite"
+    with _ledger(path) as ledger:
+        receipt = record_forward(
+            ledger,
+            keyring,
+            recipient="Remote PACS",
+            address="dicom://pacs.example:11112",
+            purpose="research",
+            patient_id="MRN-42",
+            study_uids=["2.25.1234"],
+            files=3,
+            modalities={"CT": 3},
+        )
+        assert receipt.index == 0 and receipt.head.size == 1
+        rows = account(ledger, keyring, "MRN-42")
+        assert [(r.recipient, r.studies) for r in rows] == [("Remote PACS", 1)]
+        assert account(ledger, keyring, "MRN-43") == []
+        assert b"MRN-42" not in path.read_bytes()

@@ -16,8 +16,9 @@ import struct
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
@@ -132,6 +133,25 @@ def _encode_element(elem: DataElement, out: BytesIO) -> None:
     out.write(buffer.getvalue())
 
 
+def _raw_bytes(ds: Dataset, tag: BaseTag) -> bytes | None:
+    """An element still as read from an Explicit VR Little Endian file: its bytes as they are
+    (the signature format of a non-sequence element is its normal encoding), or None."""
+    raw = ds.get_item(tag)
+    if not isinstance(raw, RawDataElement) or raw.is_implicit_VR or not raw.is_little_endian:
+        return None
+    if raw.VR is None or raw.VR == "SQ" or raw.length == 0xFFFFFFFF or raw.value is None:
+        return None
+    value = bytes(raw.value)
+    if len(value) % 2:
+        return None  # odd length on file: let pydicom pad it as it writes
+    head = struct.pack("<HH", tag >> 16, tag & 0xFFFF) + raw.VR.encode()
+    if raw.VR in _EXTENDED_VRS:
+        return head + b"\x00\x00" + struct.pack("<I", len(value)) + value
+    if len(value) > 0xFFFF:
+        return None
+    return head + struct.pack("<H", len(value)) + value
+
+
 def _mac_stream(
     ds: Dataset, tags: list[BaseTag] | None, signature_item: Dataset
 ) -> tuple[bytes, list[BaseTag]]:
@@ -139,16 +159,19 @@ def _mac_stream(
     out = BytesIO()
     wanted = None if tags is None else {int(t) for t in tags}
     covered: list[BaseTag] = []
-    for elem in ds:
-        tag = int(elem.tag)
-        if wanted is not None and tag not in wanted:
+    for tag in sorted(ds.keys()):
+        if wanted is not None and int(tag) not in wanted:
             continue
-        if not _signable(tag):
+        if not _signable(int(tag)):
             if wanted is not None:
-                raise SignatureError(f"element {elem.tag} cannot be signed (PS3.15 C.12.1)")
+                raise SignatureError(f"element {tag} cannot be signed (PS3.15 C.12.1)")
             continue
-        _encode_element(elem, out)
-        covered.append(elem.tag)
+        raw = _raw_bytes(ds, tag)
+        if raw is not None:
+            out.write(raw)
+        else:
+            _encode_element(ds[tag], out)
+        covered.append(Tag(tag))
     for elem in signature_item:
         if int(elem.tag) not in _SIGNATURE_ITEM_EXCLUDED:
             _encode_element(elem, out)
@@ -321,11 +344,19 @@ def verify_dataset(ds: Dataset, trusted_pem: list[bytes] | None = None) -> list[
             continue
         check.valid = True
         if anchors is not None:
-            check.trusted = any(
-                a.fingerprint(algorithm) == cert.fingerprint(algorithm) or a.subject == cert.issuer
-                for a in anchors
-            )
+            check.trusted = any(_issued_by(cert, anchor) for anchor in anchors)
     return checks
+
+
+def _issued_by(cert: Any, anchor: Any) -> bool:
+    """The certificate is the trusted one, or is signed directly by it."""
+    if cert == anchor:
+        return True
+    try:
+        cert.verify_directly_issued_by(anchor)
+    except Exception:  # noqa: BLE001 - InvalidSignature, ValueError, TypeError
+        return False
+    return True
 
 
 def verify_file(path: Path, trusted_pem: list[bytes] | None = None) -> list[SignatureCheck]:
@@ -344,6 +375,8 @@ def _sign_one(path: str, private_pem: bytes, certificate_pem: bytes) -> bool:
         ds = pydicom.dcmread(path)
     except Exception:  # noqa: BLE001 - not DICOM: nothing to sign
         return False
+    if any(c.valid and c.trusted for c in verify_dataset(ds, [certificate_pem])):
+        return True  # already signed with this certificate (a resumed run): keep the bytes
     sign_dataset(ds, private_pem, certificate_pem)
     tmp = f"{path}.rg-sign.part"
     ds.save_as(tmp, enforce_file_format=True)

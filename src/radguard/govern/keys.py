@@ -10,6 +10,7 @@ pseudonym key is not a signing key and is never rotated (see ``radguard.deid.key
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -89,10 +90,10 @@ class Signer:
     public_pem: bytes = field(default=b"", repr=False)
 
     def sign(self, data: bytes) -> bytes:
-        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-        key = serialization.load_pem_private_key(self.private_pem, password=None)
+        key = _private_key(self.private_pem)
         if isinstance(key, ed25519.Ed25519PrivateKey):
             return key.sign(data)
         if isinstance(key, ec.EllipticCurvePrivateKey):
@@ -123,8 +124,16 @@ def verify_signature(public_pem: bytes, data: bytes, signature: bytes) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=16)
+def _private_key(pem: bytes) -> Any:
+    from cryptography.hazmat.primitives import serialization
+
+    return serialization.load_pem_private_key(pem, password=None)
+
+
+@functools.lru_cache(maxsize=64)
 def load_public(pem: bytes) -> Any:
-    """A public key from a PEM public key or X.509 certificate."""
+    """A public key from a PEM public key or X.509 certificate (parsed once per process)."""
     from cryptography import x509
     from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
