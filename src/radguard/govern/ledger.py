@@ -325,13 +325,7 @@ class Ledger:
         """
         check = LedgerCheck(ok=False, size=0, heads_checked=0)
         keys = self._trusted_keys(check)
-        heads = {h.size: h for h in self.heads()}
-        for head in heads.values():
-            pem = keys.get(head.key_id)
-            if pem is None:
-                check.problems.append(f"signed head at size {head.size}: unknown key {head.key_id}")
-            elif not verify_signature(pem, head.signed_bytes(), head.signature):
-                check.problems.append(f"signed head at size {head.size}: signature invalid")
+        extra: dict[int, TreeHead] = {}
         if against is not None:
             pem = keys.get(against.key_id)
             if against.log_id != self.log_id:
@@ -341,14 +335,10 @@ class Ledger:
             ):
                 check.problems.append("the given head's signature does not verify")
             else:
-                heads.setdefault(against.size, against)
-                if heads[against.size].root != against.root:
-                    check.problems.append(
-                        f"the stored head at size {against.size} differs from the given head"
-                    )
-                    heads[against.size] = against
-        first_bad = self._walk(check, heads)
-        latest = max(heads) if heads else 0
+                extra[against.size] = against
+        stored = self.latest_head()
+        latest = max([stored.size if stored else 0, *extra])
+        first_bad = self._walk(check, keys, extra)
         if first_bad is None and check.size < latest:
             check.problems.append(
                 f"log truncated: a signed head covers {latest} entries, the store holds "
@@ -380,8 +370,25 @@ class Ledger:
                 check.problems.append(f"key table: key {key_id} does not match its public key")
         return found
 
-    def _walk(self, check: LedgerCheck, heads: dict[int, TreeHead]) -> int | None:
-        """Stream entries and nodes once; return the first bad entry index (or None)."""
+    def _heads(self, check: LedgerCheck, keys: dict[str, bytes]) -> Iterator[TreeHead]:
+        """Stored heads by size, each signature checked as it streams past."""
+        for row in self.store.stream(
+            "SELECT size, root, time, key_id, signature FROM rg_heads ORDER BY size"
+        ):
+            head = TreeHead(self.log_id, int(row[0]), bytes(row[1]), row[2], row[3], bytes(row[4]))
+            pem = keys.get(head.key_id)
+            if pem is None:
+                check.problems.append(f"signed head at size {head.size}: unknown key {head.key_id}")
+            elif not verify_signature(pem, head.signed_bytes(), head.signature):
+                check.problems.append(f"signed head at size {head.size}: signature invalid")
+            yield head
+
+    def _walk(
+        self, check: LedgerCheck, keys: dict[str, bytes], extra: dict[int, TreeHead]
+    ) -> int | None:
+        """Stream entries, nodes and heads once; return the first bad entry index (or None)."""
+        heads = self._heads(check, keys)
+        next_head = next(heads, None)
         nodes = self.store.stream(
             "SELECT level, idx, hash FROM rg_nodes ORDER BY (((idx + 1) * (1 << level)) - 1), level"
         )
@@ -443,11 +450,16 @@ class Ledger:
                 return bad
             frontier = [*stack, (level, value)]
             expected = idx + 1
-            head = heads.get(expected)
-            if head is not None:
+            due: list[TreeHead] = []
+            while next_head is not None and next_head.size <= expected:
+                due.append(next_head)
+                next_head = next(heads, None)
+            if expected in extra:
+                due.append(extra[expected])
+            root = merkle.fold([h for _, h in frontier]) if due else b""
+            for head in due:
                 check.heads_checked += 1
-                root = merkle.fold([h for _, h in frontier])
-                if root != head.root:
+                if head.size != expected or root != head.root:
                     first = last_head
                     check.problems.append(
                         f"entries {first} to {idx} do not match the signed head at size {expected}"
@@ -456,6 +468,8 @@ class Ledger:
                     )
                     return first
                 last_head = expected
+        for _ in heads:  # heads beyond the stored entries: signatures still checked
+            pass
         check.size = expected
         check.root = merkle.fold([h for _, h in frontier]).hex()
         if pending is not None:
