@@ -339,3 +339,41 @@ def test_cli_scan_masks_identifying_text(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert pydicom.dcmread(out).BurnedInAnnotation == "NO"
+
+
+def test_verify_reads_released_pixels(tmp_path: Path, keyring: Keyring) -> None:
+    """The verifier's OCR check passes on a cleaned release and fails when the text is back."""
+    from radguard.verify import verify
+
+    src = tmp_path / "orig"
+    src.mkdir()
+    (src / "us.dcm").write_bytes(pydicom_file("examples_rgb_color.dcm").read_bytes())
+    out = tmp_path / "deid"
+    policy = load_policy("research")
+    assert run_deid(RunOptions(src, out, workers=1), policy, keyring).exit_code == 0
+    report = verify(out, src, policy)
+    assert report.checks["burned-in text (OCR)"] == "passed"
+    released = next(out.rglob("*.dcm"))
+    ds = pydicom.dcmread(released)
+    original = pydicom.dcmread(src / "us.dcm")
+    ds.set_pixel_data(original.pixel_array, "RGB", 8, generate_instance_uid=False)
+    ds.save_as(released, enforce_file_format=True)
+    leaked = verify(out, src, policy)
+    assert leaked.checks["burned-in text (OCR)"] == "failed"
+    burned = [f for f in leaked.findings if f.category == "burned_in"]
+    assert burned and all("BAPTIST" not in f.found for f in burned)  # masked
+
+
+def test_answer_key_boxes_legible_before_not_after(cleaner: PixelCleaner) -> None:
+    from radguard.pixels.audit import box_legible
+
+    bench = cine(6, frames=3, rows=240, cols=320)
+    ds = bench.dataset
+    banner = [line for line in bench.lines if line.identifying and line.frame < 0]
+    boxes = [
+        {"x": b.x, "y": b.y, "text": b.text, "font": b.font, "size": b.size, "ink": [255]}
+        for b in banner
+    ]
+    assert all(box_legible(ds.pixel_array, 1, box, 1) for box in boxes)
+    cleaner.clean(ds, header_identifiers(ds))
+    assert not any(box_legible(ds.pixel_array, 1, box, 1) for box in boxes)

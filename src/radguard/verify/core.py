@@ -249,13 +249,66 @@ def verify(
     report.checks[name] = "passed" if not report.findings else "failed"
     if orig is not None:
         _integrity(report, originals, outputs, pairs)
-    report.checks["burned-in text (OCR)"] = f"{_NOT_RUN}: no pixel engine installed"
+    report.checks["burned-in text (OCR)"] = _burned_in(
+        report, root_out, list(outputs), policy, matcher, identifiers, originals, pairs
+    )
     if answer_key is not None:
         from radguard.verify.score import score_answer_key
 
         report.scores = score_answer_key(answer_key, deid, pairs, outputs)
     report.seconds = round(time.perf_counter() - started, 3)
     return report
+
+
+def _burned_in(
+    report: VerifyReport,
+    root: Path,
+    released: list[str],
+    policy: Policy,
+    matcher: Any,
+    identifiers: IdentifierSet,
+    originals: dict[str, _Original],
+    pairs: dict[str, str],
+) -> str:
+    """Read released pixels with the pixel stage's engine (when the policy cleans pixels)."""
+    from radguard.profile.options import Option
+
+    if Option.CLEAN_PIXEL_DATA not in policy.options:
+        return f"{_NOT_RUN}: the policy does not select clean-pixel-data"
+    from radguard.pixels.audit import read_released
+    from radguard.pixels.clean import PixelCleaner
+    from radguard.pixels.engines import EngineUnavailable
+
+    try:
+        cleaner = PixelCleaner(policy.pixels)
+    except EngineUnavailable as error:
+        report.findings.append(Finding("", "(7FE0,0010)", "burned_in", "", str(error)))
+        return "failed"
+    before = len(report.findings)
+    for relative in released:
+        original = originals.get(pairs.get(relative, ""))
+        own = identifiers.own(original.patient) if original else []
+
+        def reasons(text: str, own: list[tuple[str, Category]] = own) -> list[str]:
+            normalized = normalize(text)
+            why = [f"{c.value} of the originals" for _, c in matcher.find(normalized)]
+            why += [f"{c.value} of this file's patient" for p, c in own if p in normalized]
+            return why
+
+        try:
+            found = read_released(root / relative, policy.pixels, reasons, cleaner)
+        except Exception as error:  # noqa: BLE001 - an unreadable image is itself a finding
+            report.findings.append(
+                Finding(relative, "(7FE0,0010)", "burned_in", "", f"pixels unreadable: {error}")
+            )
+            continue
+        if found is None:
+            continue
+        for frame, text, why in found:
+            report.findings.append(
+                Finding(relative, f"(7FE0,0010)[frame {frame}]", "burned_in", mask(text), why)
+            )
+    return "failed" if len(report.findings) > before else "passed"
 
 
 def _check_text(

@@ -5,8 +5,8 @@ For every planted item the key says whether it must go (``expect: remove``) or s
 item to remove in a file that was not released counts as removed (nothing of it is left); items
 to keep in such files are counted apart (``kept_in_files_not_released``), so that the research
 score measures over-removal in what was released. Date intervals between a patient's studies
-are compared before and after. Burned-in text is scored by the pixel stage once it exists;
-until then its category reports itself as not run.
+are compared before and after. Burned-in text is scored on the released pixels: each answer-key
+box whose glyphs still stand out in their ink is a leak.
 """
 
 from __future__ import annotations
@@ -94,6 +94,10 @@ def score_answer_key(
     }
     removed = [v for k, v in categories.items() if not k.startswith("kept:")]
     kept = [v for k, v in categories.items() if k.startswith("kept:")]
+    burned = _burned_in(key, deid, by_input, leaks)
+    if burned["total"]:
+        categories["burned_in"] = burned
+        removed.append(burned)
     intervals = _intervals(key, by_input, outputs)
     return {
         "categories": categories,
@@ -103,8 +107,59 @@ def score_answer_key(
         "research_kept": sum(v["right"] for v in kept) / max(1, sum(v["total"] for v in kept)),
         "leaks": leaks[:200],
         "kept_in_files_not_released": dict(withheld),
-        "burned_in": "not run: no pixel engine installed",
+        "burned_in": burned,
     }
+
+
+def _burned_in(
+    key: dict[str, Any], deid: Path, by_input: dict[str, str], leaks: list[dict[str, str]]
+) -> dict[str, Any]:
+    """Answer-key text boxes no longer legible in the released pixels (or not released).
+
+    Pixel boxes are read on the released pixels (glyph pixels still in their ink and standing
+    out: legible); overlay boxes count as removed when the overlay is gone.
+    """
+    import pydicom
+
+    from radguard.pixels.audit import box_legible
+
+    arrays: dict[str, Any] = {}
+    right = total = 0
+    for box in key.get("burned_in", []):
+        total += 1
+        out = by_input.get(str(box.get("file", "")))
+        if out is None:
+            right += 1  # not released: nothing of it left
+            continue
+        if out not in arrays:
+            try:
+                ds = pydicom.dcmread(deid / out)
+                samples = int(ds.get("SamplesPerPixel", 1) or 1)
+                overlay = 0x60003000 in ds
+                arrays[out] = (ds.pixel_array if "PixelData" in ds else None, samples, overlay)
+            except Exception:  # noqa: BLE001 - an unreadable release cannot prove removal
+                arrays[out] = (None, 1, True)
+        array, samples, overlay = arrays[out]
+        if str(box.get("source", "")) == "(6000,3000)":
+            gone: bool | None = not overlay
+        else:
+            legible = (
+                None
+                if array is None
+                else box_legible(array, int(box.get("frame", 0)), box, samples)
+            )
+            gone = None if legible is None else not legible
+        if gone:
+            right += 1
+        else:
+            leaks.append(
+                {
+                    "file": str(box.get("file", "")),
+                    "path": str(box.get("source", "")),
+                    "category": "burned_in",
+                }
+            )
+    return {"right": right, "total": total, "share": right / total if total else 1.0}
 
 
 def _intervals(
