@@ -147,18 +147,77 @@ def bench_signing(count: int, work: Path) -> list[str]:
     return lines
 
 
+def _pg_writer(args: tuple[str, str, int, int]) -> float:
+    url, home, worker, count = args
+    os.environ["RADGUARD_HOME"] = home
+    from radguard.govern.keys import KeyKind, load_signer, public_keys
+    from radguard.govern.ledger import Ledger
+
+    with Ledger.open(url, load_signer(KeyKind.LEDGER), public_keys(KeyKind.LEDGER)) as ledger:
+        start = time.perf_counter()
+        for i in range(count):
+            ledger.append(_entry(worker * 1_000_000 + i))
+        return time.perf_counter() - start
+
+
+def bench_postgres(url: str, count: int) -> list[str]:
+    """Aggregate append rate (one signed head per entry) with 1 and 4 concurrent writers."""
+    import multiprocessing
+
+    import psycopg
+
+    from radguard.govern.keys import KeyKind, public_keys
+    from radguard.govern.ledger import Ledger
+
+    lines = [
+        "| PostgreSQL writers | entries | aggregate append rate | verify |",
+        "|---|---|---|---|",
+    ]
+    for writers in (1, 4):
+        with psycopg.connect(url, autocommit=True) as conn:
+            for table in ("rg_meta", "rg_entries", "rg_nodes", "rg_heads", "rg_keys"):
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
+        Ledger.open(url).close()
+        home = os.environ["RADGUARD_HOME"]
+        start = time.perf_counter()
+        with multiprocessing.get_context("spawn").Pool(writers) as pool:
+            pool.map(_pg_writer, [(url, home, w, count // writers) for w in range(writers)])
+        rate = count / (time.perf_counter() - start)
+        with Ledger.open(url, None, public_keys(KeyKind.LEDGER)) as ledger:
+            start = time.perf_counter()
+            check = ledger.verify()
+            assert check.ok and check.size == count, check.problems
+            verify_s = time.perf_counter() - start
+        lines.append(f"| {writers} | {count:,} | {rate:,.0f}/s | {verify_s:.1f} s |")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--files", type=int, default=200)
+    parser.add_argument("--postgres", default="", metavar="URL", help="also bench this server")
+    parser.add_argument("--pg-entries", type=int, default=4000)
+    parser.add_argument("--skip", default="", help="comma list: signing,ledger")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rg-bench-ledger-"))
     os.environ["RADGUARD_HOME"] = str(work / "home")
     try:
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus", flush=True)
-        signing = bench_signing(args.files, work)
-        ledger = bench_ledger([int(s) for s in args.sizes.split(",")], work)
-        print("\n".join(["", *ledger, "", *signing]))
+        skip = set(args.skip.split(","))
+        signing = [] if "signing" in skip else bench_signing(args.files, work)
+        ledger = (
+            [] if "ledger" in skip else bench_ledger([int(x) for x in args.sizes.split(",")], work)
+        )
+        postgres: list[str] = []
+        if args.postgres:
+            from radguard.govern.keys import KeyKind, new_signing_key
+
+            if not (work / "home" / "keys" / "ledger").exists():
+                new_signing_key(KeyKind.LEDGER)
+            postgres = bench_postgres(args.postgres, args.pg_entries)
+        print("\n".join(["", *ledger, "", *postgres, "", *signing]))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

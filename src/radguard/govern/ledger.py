@@ -129,6 +129,7 @@ class Ledger:
         self.signer = signer
         self.trusted = trusted
         self._cache: tuple[int, list[tuple[int, int, bytes]]] | None = None
+        self._key_recorded = False
         self.log_id = self._log_id()
 
     @classmethod
@@ -259,11 +260,12 @@ class Ledger:
         signer = self.signer
         receipts: list[tuple[int, bytes]] = []
         with self.store.write() as s:
-            s.execute(
-                "INSERT INTO rg_keys (key_id, public_pem) VALUES (?, ?) "
-                "ON CONFLICT (key_id) DO NOTHING",
-                (signer.key_id, signer.public_pem.decode()),
-            )
+            if not self._key_recorded:
+                s.execute(
+                    "INSERT INTO rg_keys (key_id, public_pem) VALUES (?, ?) "
+                    "ON CONFLICT (key_id) DO NOTHING",
+                    (signer.key_id, signer.public_pem.decode()),
+                )
             size = self.size
             frontier = self._frontier(size)
             for entry in entries:
@@ -300,21 +302,32 @@ class Ledger:
                 (size, head.root, head.time, head.key_id, head.signature),
             )
             self._cache = (size, frontier)
+        self._key_recorded = True
         return [Receipt(index, leaf, head) for index, leaf in receipts]
 
     def _put_nodes(self, nodes: list[tuple[int, int, bytes]]) -> None:
-        sql = "INSERT INTO rg_nodes (level, idx, hash) VALUES (?, ?, ?)"
-        if self.store.postgres:
-            with self.store.conn.cursor() as cursor:
-                cursor.executemany(sql.replace("?", "%s"), nodes)
-        else:
-            self.store.conn.executemany(sql, nodes)
+        """One statement for the nodes an entry completes (one round trip on PostgreSQL)."""
+        values = ", ".join(["(?, ?, ?)"] * len(nodes))
+        flat = tuple(v for node in nodes for v in node)
+        self.store.execute(f"INSERT INTO rg_nodes (level, idx, hash) VALUES {values}", flat)
 
     def _frontier(self, size: int) -> list[tuple[int, int, bytes]]:
         """The right edge of the tree (its perfect subtrees); cached while we are the writer."""
         if self._cache is not None and self._cache[0] == size:
             return list(self._cache[1])
-        return [(lv, ix, self._perfect(lv, ix)) for lv, ix in merkle.perfect_ranges(size)]
+        wanted = merkle.perfect_ranges(size)
+        if not wanted:
+            return []
+        where = " OR ".join(["(level = ? AND idx = ?)"] * len(wanted))
+        rows = self.store.execute(
+            f"SELECT level, idx, hash FROM rg_nodes WHERE {where}",
+            tuple(v for pair in wanted for v in pair),
+        ).fetchall()
+        found = {(int(r[0]), int(r[1])): bytes(r[2]) for r in rows}
+        missing = [pair for pair in wanted if pair not in found]
+        if missing:
+            raise LedgerTampered(f"node {missing[0]} of the tree's right edge is missing")
+        return [(lv, ix, found[(lv, ix)]) for lv, ix in wanted]
 
     # ---- verifying -----------------------------------------------------------------------
     def verify(self, against: TreeHead | None = None) -> LedgerCheck:
