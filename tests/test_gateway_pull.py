@@ -22,6 +22,7 @@ from test_gateway_support import Orthanc, dicom_files, free_port, radguard
 pytestmark = pytest.mark.integration
 SEED = int(os.environ.get("RADGUARD_PHANTOM_SEED") or random.randrange(1 << 31))
 USERS = {"reader": "pacs-pw"}
+POLICY = "basic"  # no OCR: these tests are about fetching; test_gateway.py runs research
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def pacs(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
     orig = root / "studies"
     generate(orig, 1, SEED)
     key = new_key_file(root / "keys" / "pseudonym.key")
-    run_deid(RunOptions(orig, root / "expected", workers=1), load_policy("research"), load_key(key))
+    run_deid(RunOptions(orig, root / "expected", workers=1), load_policy(POLICY), load_key(key))
     expected: dict[str, set[str]] = {}
     totals: dict[str, int] = {}
     for text in (root / "expected.run" / "manifest.jsonl").open():
@@ -67,7 +68,7 @@ def test_pull_dicomweb_study_and_query(pacs, tmp_path: Path) -> None:  # type: i
     out = tmp_path / "one"
     result = radguard(
         "pull", "--from", "dicomweb", "--url", server.dicomweb, *auth, "--study", study,
-        "--key-file", str(key), str(out),
+        "--key-file", str(key), "--policy", POLICY, str(out),
     )  # fmt: skip
     # exit 1 when the pipeline quarantined some (burned-in text), as for radguard deid
     quarantined = totals[study] - len(expected[study])
@@ -81,7 +82,8 @@ def test_pull_dicomweb_study_and_query(pacs, tmp_path: Path) -> None:  # type: i
     out = tmp_path / "all"
     result = radguard(
         "pull", "--from", "dicomweb", "--url", server.dicomweb, *auth,
-        "--query", f"PatientID={patient_id}", "--key-file", str(key), str(out),
+        "--query", f"PatientID={patient_id}", "--key-file", str(key), "--policy", POLICY,
+        str(out),
     )  # fmt: skip
     assert result.returncode == 1, result.stderr  # the phantom plants burned-in text
     assert _released(out) == set().union(*expected.values())
@@ -116,7 +118,7 @@ def test_pull_dimse(pacs, tmp_path: Path, retrieve: Retrieve) -> None:  # type: 
         tmp_path / "out",
         study_uids=[],
         query={"PatientID": patient_id, "StudyInstanceUID": study},
-        policy=load_policy("research"),
+        policy=load_policy(POLICY),
         keyring=load_key(key),
     )
     assert result.studies == [study]

@@ -475,3 +475,36 @@ def test_http_health_and_metrics(tmp_path: Path, key_file: Path) -> None:
         gateway.stop()
     time.sleep(0.1)
     shutil.rmtree(tmp_path / "spool", ignore_errors=True)
+
+
+def test_consent_gate_excludes_opt_outs(tmp_path: Path, key_file: Path) -> None:
+    """[consent]: a patient who opted out of the purpose is excluded before release."""
+    from radguard.govern import ConsentRegistry, Decision, patient_hash
+    from radguard.govern.consent import Rule
+
+    keyring = load_key(key_file)
+    registry = tmp_path / "consent.sqlite"
+    opted_out = str(pydicom.dcmread(pydicom_file("CT_small.dcm")).PatientID)
+    with ConsentRegistry(registry, keyring) as store:
+        store.add([Rule(patient_hash(keyring, opted_out), "research", Decision.DENY)])
+    text = _config_text(
+        tmp_path, key_file, free_port(), f'[consent]\npurpose = "research"\nregistry = "{registry}"'
+    )
+    config = load_config(write_config(tmp_path / "g.toml", text))
+    gateway = Gateway(config)
+    gateway.start()
+    try:
+        assert _send(gateway.port, [pydicom_file(n) for n in _FILES]) == [0, 0]
+        wait_for(lambda: gateway.metrics.get("excluded") >= 1, 30, "the opt-out excluded")
+        wait_for(lambda: gateway_status(config)["forwarded_studies"] == 1, 30, "one forward")
+    finally:
+        gateway.stop()
+    [released] = list((tmp_path / "released").rglob("*.dcm"))
+    assert pydicom.dcmread(released).Modality == "MR"
+    assert gateway_status(config)["dead_letters"] == []  # deliberate: not a failure
+
+
+def test_consent_purpose_must_match_destinations(tmp_path: Path, key_file: Path) -> None:
+    text = _config_text(tmp_path, key_file, 11112, '[consent]\npurpose = "ai-training"')
+    problems = check_config(write_config(tmp_path / "g.toml", text))
+    assert any("differs from consent.purpose" in p for p in problems)

@@ -140,6 +140,16 @@ class LedgerSettings:
 
 
 @dataclass(frozen=True)
+class ConsentSettings:
+    """The consent gate of the pipeline (``[consent]``; optional): opt-outs for ``purpose``
+    are excluded before any pixel is read; with ``require_consent`` only opt-ins pass."""
+
+    purpose: str = ""
+    require_consent: bool = False
+    registry: Path | None = None  # default: $RADGUARD_HOME/consent.sqlite
+
+
+@dataclass(frozen=True)
 class HttpSettings:
     """The health and metrics endpoint (``/healthz``, ``/metrics``); port 0 disables it."""
 
@@ -170,10 +180,11 @@ class GatewayConfig:
     retry: RetrySettings = field(default_factory=RetrySettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    consent: ConsentSettings = field(default_factory=ConsentSettings)
 
 
 _KNOWN: dict[str, set[str]] = {
-    "": {"gateway", "tls", "retry", "http", "ledger", "risk", "destination"},
+    "": {"gateway", "tls", "retry", "http", "ledger", "risk", "consent", "destination"},
     "gateway": {
         "ae_title",
         "host",
@@ -193,6 +204,7 @@ _KNOWN: dict[str, set[str]] = {
     "http": {"host", "port"},
     "ledger": {"enabled", "url", "required"},
     "risk": {"max_prosecutor"},
+    "consent": {"purpose", "require_consent", "registry"},
     "destination": {
         "name",
         "type",
@@ -374,6 +386,19 @@ def _load(path: Path) -> tuple[GatewayConfig | None, list[str]]:
             url = str((base / url).resolve())
         ledger = LedgerSettings(r.flag("enabled", True), url, r.flag("required", True))
     destinations = _destinations(data.get("destination"), ae_title, base, problems)
+    consent = ConsentSettings()
+    if isinstance(data.get("consent"), dict):
+        r = _Reader(data["consent"], "consent", base, problems)
+        consent = ConsentSettings(
+            r.text("purpose"), r.flag("require_consent", False), r.path("registry")
+        )
+        for destination in destinations:
+            if destination.purpose != consent.purpose:
+                problems.append(
+                    f"destination {destination.name!r}: purpose {destination.purpose!r} differs "
+                    f"from consent.purpose {consent.purpose!r} (consent is checked for one "
+                    "purpose; run one gateway per purpose)"
+                )
     if policy not in ("basic", "research", "safe-harbor"):
         resolved = Path(policy) if Path(policy).is_absolute() else base / policy
         policy = str(resolved)
@@ -400,6 +425,7 @@ def _load(path: Path) -> tuple[GatewayConfig | None, list[str]]:
             retry=retry,
             http=http,
             ledger=ledger,
+            consent=consent,
         ),
         problems,
     )

@@ -39,6 +39,9 @@ class PipelineSettings:
     max_prosecutor: float | None = None
     verify: bool = True
     patient_hashes: bool = False  # the ledger needs each study's keyed patient hash
+    purpose: str = ""  # consent gate: exclude opt-outs for this purpose ("" : no gate)
+    require_consent: bool = False
+    consent_registry: str = ""
 
 
 @dataclass
@@ -81,6 +84,9 @@ def process_batch(
             workers=settings.workers,
             quarantine=False,
             max_risk=settings.max_prosecutor,
+            purpose=settings.purpose,
+            require_consent=settings.require_consent,
+            consent_registry=settings.consent_registry,
         ),
         settings.policy,
         settings.keyring,

@@ -65,7 +65,14 @@ class Gateway:
             config.max_prosecutor,
             config.verify,
             patient_hashes=config.ledger.enabled,
+            purpose=config.consent.purpose,
+            require_consent=config.consent.require_consent,
+            consent_registry=str(config.consent.registry or ""),
         )
+        if config.consent.purpose:
+            from radguard.govern.consent import Purpose
+
+            Purpose.parse(config.consent.purpose)  # an unknown purpose refuses to start
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server: Any = None
@@ -314,6 +321,14 @@ class Gateway:
                         "study": event.study,
                         "instances": len(files),
                         "batch": meta.get("summary", {}).get("batch", ""),
+                        "attempts": int(meta.get("attempts", 0)) + 1,
+                        # seconds from the study's first / last instance received to delivered
+                        "latency_first_s": round(
+                            float(meta.get("sent_at", 0)) - float(meta.get("first_arrival", 0)), 3
+                        ),
+                        "latency_last_s": round(
+                            float(meta.get("sent_at", 0)) - float(meta.get("last_arrival", 0)), 3
+                        ),
                     }
                 )
                 + "\n"
