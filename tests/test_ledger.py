@@ -226,6 +226,10 @@ def test_cli_verify_reports_the_first_bad_entry(home: Path, tmp_path: Path) -> N
     runner = CliRunner()
     result = runner.invoke(main, ["ledger", "verify", "--ledger", str(path)])
     assert result.exit_code == 0, result.output
+    proof = runner.invoke(main, ["ledger", "consistency", "2", "--ledger", str(path)])
+    data = json.loads(proof.output)
+    assert proof.exit_code == 0 and data["valid"] and data["first"]["signed"]
+    assert data["second"]["size"] == 4 and data["second"]["signed"]
     head = runner.invoke(main, ["ledger", "head", "--ledger", str(path)])
     (tmp_path / "head.json").write_text(head.output)
     db = sqlite3.connect(path, isolation_level=None)

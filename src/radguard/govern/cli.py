@@ -199,14 +199,29 @@ def ledger_prove(index: int, ledger_url: str | None) -> None:
 def ledger_consistency(first: int, second: int | None, ledger_url: str | None) -> None:
     """Consistency proof between the tree heads at sizes FIRST and SECOND (default: latest)."""
     from radguard.govern import merkle
+    from radguard.govern.keys import verify_signature
 
     with _open(ledger_url) as store:
         second = store.size if second is None else second
+        trusted = store.trusted or {}
+        signed = {
+            h.size: h
+            for h in store.heads()
+            if h.size in (first, second)
+            and h.key_id in trusted
+            and verify_signature(trusted[h.key_id], h.signed_bytes(), h.signature)
+        }
+        roots = {n: signed[n].root if n in signed else store.root(n) for n in (first, second)}
         proof = store.consistency_proof(first, second)
-        ok = merkle.verify_consistency(first, second, store.root(first), store.root(second), proof)
+        ok = merkle.verify_consistency(first, second, roots[first], roots[second], proof)
     click.echo(
         json.dumps(
-            {"first": first, "second": second, "proof": [p.hex() for p in proof], "valid": ok},
+            {
+                "first": {"size": first, "root": roots[first].hex(), "signed": first in signed},
+                "second": {"size": second, "root": roots[second].hex(), "signed": second in signed},
+                "proof": [p.hex() for p in proof],
+                "valid": ok,
+            },
             indent=1,
         )
     )

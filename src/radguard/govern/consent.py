@@ -18,6 +18,7 @@ import csv
 import datetime as _dt
 import hmac
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -217,6 +218,8 @@ class ConsentRegistry:
         self.path = path
         self.keyring = keyring
         path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():  # keyed hashes only, still nobody else's business
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         self.conn = sqlite3.connect(path, timeout=60)
         self.conn.execute(
             "CREATE TABLE IF NOT EXISTS consent (patient BLOB NOT NULL, purpose TEXT NOT NULL, "

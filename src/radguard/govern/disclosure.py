@@ -207,7 +207,10 @@ class ReleaseRecorder:
             vault.close()
 
     def complete(self, out: Path, summary: Any) -> dict[str, Any]:
-        """Sign the released set and append the ledger entry; returns what was recorded."""
+        """Sign the released set and append the ledger entry; returns what was recorded.
+
+        ``summary`` is the run's ``RunSummary`` (or its ``summary.json`` as a dict).
+        """
         from radguard.govern.release import sign_release
 
         self.collect(out)
@@ -216,16 +219,12 @@ class ReleaseRecorder:
             from radguard.govern.dsig import sign_tree
 
             record["dicom_signed"] = sign_tree(out, load_signer(KeyKind.RELEASE), self.workers)
-        extra = {
-            "run": {
-                "policy": summary.policy,
-                "policy_sha256": summary.policy_sha256,
-                "options": summary.options,
-                "key_fingerprint": summary.key_fingerprint,
-                "counts": summary.counts,
-                "excluded_by_consent": self.excluded_by_consent,
-            }
+        fields = ("policy", "policy_sha256", "options", "key_fingerprint", "counts")
+        run = {
+            name: summary.get(name) if isinstance(summary, dict) else getattr(summary, name, None)
+            for name in fields
         }
+        extra = {"run": {**run, "excluded_by_consent": self.excluded_by_consent}}
         recipient = {"name": self.recipient, "address": self.address} if self.recipient else {}
         manifest, digest = sign_release(
             out,
@@ -302,15 +301,12 @@ def release_existing(
     recorder.check_keys()
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-
-    class _Summary:
-        policy = summary.get("policy", "")
-        policy_sha256 = summary.get("policy_sha256", "")
-        options = summary.get("options", [])
-        key_fingerprint = summary.get("key_fingerprint", keyring.fingerprint)
-        counts = summary.get("counts", {})
-
-    return recorder.complete(out, _Summary())
+    if summary.get("key_fingerprint", keyring.fingerprint) != keyring.fingerprint:
+        raise RadguardError(
+            f"{out} was de-identified with pseudonym key {summary['key_fingerprint']}, not "
+            f"{keyring.fingerprint}: use the run's key (patients are hashed with it)"
+        )
+    return recorder.complete(out, summary)
 
 
 def _output_keys(path: Path) -> tuple[str, str]:
