@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +106,12 @@ def pixel_hash(path: Path) -> str | None:
 
     Raises ``RadguardError`` when the pixel data cannot be decoded.
     """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # decoder warnings quote values
+        return _pixel_hash(path)
+
+
+def _pixel_hash(path: Path) -> str | None:
     import numpy as np
     import pydicom
 
