@@ -788,7 +788,6 @@ from radguard.gateway.cli import serve as _serve  # noqa: E402
 main.add_command(_serve)
 main.add_command(_pull)
 
-
 from radguard.govern.cli import consent as _consent  # noqa: E402
 from radguard.govern.cli import ledger as _ledger  # noqa: E402
 from radguard.govern.cli import release_command as _release_command  # noqa: E402
@@ -806,6 +805,10 @@ main.add_command(_deface)
 from radguard.pixels.cli import pixels as _pixels  # noqa: E402
 
 main.add_command(_pixels)
+
+from radguard.vet.cli import vet as _vet  # noqa: E402
+
+main.add_command(_vet)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
