@@ -341,6 +341,22 @@ def test_postgres_concurrent_writers_keep_one_consistent_log(home: Path, postgre
         assert ledger.prove_entry(17)["included"]
         names = {e["recipient"]["name"] for _, e in ledger.entries()}
         assert len(names) == workers * each
+        from radguard.deid.keys import Keyring
+        from radguard.govern import record_forward
+        from radguard.govern.account import account
+
+        keyring = Keyring(bytes(range(32)))
+        ledger.signer = load_signer(KeyKind.LEDGER)
+        record_forward(
+            ledger,
+            keyring,
+            recipient="Gateway B",
+            purpose="research",
+            patient_id="PG-PATIENT",
+            study_uids=["2.25.77"],
+            files=2,
+        )
+        assert [r.recipient for r in account(ledger, keyring, "PG-PATIENT")] == ["Gateway B"]
         ledger.store.execute(
             "UPDATE rg_entries SET data = replace(data, 'Lab', 'Bal') WHERE idx = 7"
         )
