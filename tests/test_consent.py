@@ -215,6 +215,22 @@ def test_deid_excludes_opted_out_patients(tmp_path: Path, key_file: Path) -> Non
         lines = [json.loads(x) for x in (tmp_path / f"{out}.run/manifest.jsonl").open()]
         return {str(x["input"]): x for x in lines}
 
+    missing = runner.invoke(
+        main,
+        [
+            "deid",
+            str(source),
+            str(tmp_path / "none"),
+            "--key-file",
+            str(key_file),
+            "--purpose",
+            "research",
+            "--consent-registry",
+            str(tmp_path / "typo.sqlite"),
+        ],
+    )
+    assert missing.exit_code == 2 and "no consent registry" in missing.output
+    assert not (tmp_path / "none").exists()
     lines = run("out")
     assert lines["MR_small.dcm"]["status"] == "excluded"
     assert "opted out" in str(lines["MR_small.dcm"]["reasons"])

@@ -44,13 +44,16 @@ def open_ledger(url: str | None = None, *, write: bool = True, home: Path | None
 def consent_gate(
     keyring: Keyring, purpose: str, require: bool, registry: str | None = None
 ) -> ConsentGate:
-    """The gate a run enforces; without a registry file nothing is on record."""
-    path = Path(registry) if registry else default_key_path().parent / "consent.sqlite"
-    if not path.exists():
-        from radguard.govern.consent import HashSet
+    """The gate a run enforces. A missing registry is an error (fail closed): a mistyped path
+    must not look like "nobody opted out"; import an empty CSV to record that none did."""
+    from radguard.govern.consent import ConsentError, default_registry_path
 
-        return ConsentGate(
-            Purpose.parse(purpose).value, require, HashSet(), HashSet(), keyring.fingerprint
+    path = Path(registry) if registry else default_registry_path()
+    if not path.exists():
+        raise ConsentError(
+            f"--purpose {purpose}: no consent registry at {path}; import the site's consents "
+            "('radguard consent import FILE'; a CSV with only its header records that there "
+            "are none) or name the registry with --consent-registry"
         )
     with ConsentRegistry(path, keyring) as store:
         return store.gate(purpose, require)
