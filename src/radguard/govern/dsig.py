@@ -378,7 +378,7 @@ def _sign_one(path: str, private_pem: bytes, certificate_pem: bytes) -> bool:
     if any(c.valid and c.trusted for c in verify_dataset(ds, [certificate_pem])):
         return True  # already signed with this certificate (a resumed run): keep the bytes
     sign_dataset(ds, private_pem, certificate_pem)
-    tmp = f"{path}.rg-sign.part"
+    tmp = str(Path(path).with_name(f".rg-sign-{Path(path).name}.part"))
     ds.save_as(tmp, enforce_file_format=True)
     os.replace(tmp, path)
     return True
