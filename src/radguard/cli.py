@@ -287,6 +287,19 @@ def _print_summary(console: Console, summary: Any, output_path: Path) -> None:
     table.add_row("throughput", f"{summary.files_per_second} files/s")
     table.add_row("policy", f"{summary.policy} ({summary.policy_sha256[:12]})")
     table.add_row("key fingerprint", summary.key_fingerprint)
+    signatures = getattr(summary, "input_signatures", {})
+    if signatures:
+        table.add_row(
+            "input signatures",
+            f"{signatures.get('valid', 0)} valid, {signatures.get('invalid', 0)} invalid",
+        )
+    release = getattr(summary, "release", {})
+    if release.get("manifest_sha256"):
+        table.add_row("release manifest", f"signed, sha256 {release['manifest_sha256'][:16]}")
+    if "ledger_index" in release:
+        table.add_row(
+            "ledger entry", f"{release['ledger_index']} (log size {release['ledger_size']})"
+        )
     console.print(table)
     if not summary.dry_run:
         from radguard.pipeline import run_dir_for

@@ -256,8 +256,19 @@ class ReleaseRecorder:
                 manifest_sha256=digest,
                 release_id=manifest["release_id"],
             )
-            with open_ledger(self.ledger_url or None) as ledger:
-                receipt = ledger.append(entry)
+            try:
+                with open_ledger(self.ledger_url or None) as ledger:
+                    receipt = ledger.append(entry)
+            except RadguardError:
+                raise
+            except Exception as error:  # a database error: say what to do, no traceback
+                from radguard.govern.store import LedgerStoreError
+
+                raise LedgerStoreError(
+                    f"{out}: the release was signed but the ledger entry could not be written "
+                    f"({type(error).__name__}); record it with 'radguard release {out} --to "
+                    f'"{self.recipient}" --purpose {self.purpose}\''
+                ) from error
             record.update(
                 ledger_index=receipt.index,
                 ledger_size=receipt.head.size,
