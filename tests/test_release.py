@@ -135,6 +135,10 @@ def test_governed_deid_round_trip(tmp_path: Path, key_file: Path) -> None:
     for name in ("CT_small.dcm", "MR_small.dcm"):
         shutil.copy(pydicom_file(name), source / name)
     ids = [str(pydicom.dcmread(source / n).PatientID) for n in ("CT_small.dcm", "MR_small.dcm")]
+    empty = tmp_path / "none.csv"
+    empty.write_text("patient_id,purpose,decision\n")  # the site has no opt-outs on record
+    imported = runner.invoke(main, ["consent", "import", str(empty), "--key-file", str(key_file)])
+    assert imported.exit_code == 0, imported.output
     ledger = tmp_path / "ledger.sqlite"
     out = tmp_path / "out"
     result = runner.invoke(
