@@ -395,3 +395,14 @@ def test_record_forward_is_accounted(home: Path, tmp_path: Path, keyring: object
         assert [(r.recipient, r.studies) for r in rows] == [("Remote PACS", 1)]
         assert account(ledger, keyring, "MRN-43") == []
         assert b"MRN-42" not in path.read_bytes()
+
+
+def test_sqlite_concurrent_writers_keep_one_consistent_log(home: Path, tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.sqlite")
+    Ledger.open(path).close()
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        results = pool.map(_writer, [(path, str(home), w, 8) for w in range(3)])
+    assert sorted(i for r in results for i in r) == list(range(24))
+    with Ledger.open(path, None, public_keys(KeyKind.LEDGER)) as ledger:
+        check = ledger.verify()
+    assert check.ok and check.size == 24 and check.heads_checked == 24

@@ -373,7 +373,8 @@ def verify_release_command(
     check = verify_release(folder, trusted)
     data = check.to_json()
     if dicom:
-        data["dicom_signatures"] = _dicom_checks(folder)
+        anchors = [p.read_bytes() for p in public_keys if b"CERTIFICATE" in p.read_bytes()]
+        data["dicom_signatures"] = _dicom_checks(folder, anchors or keys.certificates() or None)
         if any(not c["valid"] for c in data["dicom_signatures"]):
             data["ok"] = False
     if as_json:
@@ -395,7 +396,7 @@ def verify_release_command(
     sys.exit(0 if data["ok"] else 1)
 
 
-def _dicom_checks(folder: Path) -> list[dict[str, Any]]:
+def _dicom_checks(folder: Path, anchors: list[bytes] | None) -> list[dict[str, Any]]:
     from radguard.govern.dsig import verify_file
     from radguard.govern.release import MANIFEST, SIGNATURE
 
@@ -404,7 +405,7 @@ def _dicom_checks(folder: Path) -> list[dict[str, Any]]:
         if not path.is_file() or path.name in (MANIFEST, SIGNATURE):
             continue
         try:
-            checks = verify_file(path)
+            checks = verify_file(path, anchors)
         except Exception as error:  # noqa: BLE001 - not DICOM: nothing to check
             del error
             continue
@@ -414,6 +415,7 @@ def _dicom_checks(folder: Path) -> list[dict[str, Any]]:
                     "file": path.relative_to(folder).as_posix(),
                     "valid": c.valid,
                     "signer": c.signer,
+                    "trusted": c.trusted,
                     "problem": "; ".join(c.problems),
                 }
             )
