@@ -169,7 +169,8 @@ def test_governed_deid_round_trip(tmp_path: Path, key_file: Path) -> None:
     assert summary["release"]["ledger_index"] == 0 and summary["release"]["dicom_signed"] == 2
     verified = runner.invoke(main, ["verify-release", str(out), "--dicom", "--json"])
     assert verified.exit_code == 0, verified.output
-    assert json.loads(verified.output)["dicom_signatures"]
+    signatures = json.loads(verified.output)["dicom_signatures"]
+    assert len(signatures) == 2 and all(x["valid"] and x["trusted"] for x in signatures)
     # the ledger entry holds keyed hashes, never the IDs
     entry_text = ledger.read_bytes()
     assert not any(i.encode() in entry_text for i in ids)
