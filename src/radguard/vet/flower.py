@@ -132,9 +132,8 @@ def run_federation(
     in this process, every client applying ``defence`` through :class:`DefenceMod`."""
     import torch
     from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
-    from flwr.server import ServerConfig
+    from flwr.server import ServerConfig, start_server
     from flwr.server.strategy import FedAvg
-    from flwr.server import start_server
 
     if len(shards) < 2:
         raise VetError("a federation needs at least two clients")

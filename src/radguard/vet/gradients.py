@@ -103,7 +103,7 @@ class InversionSettings:
     defences: tuple[Defence, ...] = field(default_factory=lambda: (NO_DEFENCE, DEFAULT_DEFENCE))
     trials: int = 2
     seed: int = 0
-    threads: int = 0
+    threads: int = 1  # one thread is fastest for the small double-backward passes
     max_ssim: float = 0.2
 
 
