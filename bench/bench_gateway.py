@@ -11,6 +11,7 @@ The modality is dcmtk's storescu (one process per association and transfer synta
 archive is Orthanc (Debian packages orthanc). Run it niced on a shared machine:
 
     nice -n 10 .venv/bin/python bench/bench_gateway.py [--instances 2000] [--associations 8]
+        [--policy research|basic|FILE] [--workers 1] [--quiet 2]
 """
 
 from __future__ import annotations
@@ -81,10 +82,10 @@ def _send(port: int, files: list[Path], errors: list[str]) -> None:
     for path in files:
         flag = _FLAGS.get(str(read_file_meta_info(path).TransferSyntaxUID), "-xe")
         groups.setdefault(flag, []).append(str(path))
+    head = ["storescu", "-aet", "MODALITY", "-aec", "RADGUARD", "-R", "-nh"]
     for flag, paths in groups.items():
         run = subprocess.run(
-            ["storescu", "-aet", "MODALITY", "-aec", "RADGUARD", "-R", flag, "-nh"]
-            + ["127.0.0.1", str(port), *paths],
+            [*head, flag, "127.0.0.1", str(port), *paths],
             capture_output=True,
             text=True,
         )
@@ -108,12 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--associations", type=int, default=8)
     parser.add_argument("--workers", type=int, default=1, help="gateway pipeline workers")
     parser.add_argument("--quiet", type=float, default=2.0, help="quiet period (s)")
+    parser.add_argument("--policy", default="research", help="policy of the pipeline")
     args = parser.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
     files = _corpus(args.instances)
     root = Path(tempfile.mkdtemp(prefix="bench-gateway-", dir=WORK))
     key = new_key_file(root / "pseudonym.key")
-    policy = load_policy("research")
+    policy = load_policy(args.policy)
 
     # Baseline: the same files through run_deid in one process.
     baseline_in = root / "baseline-in"
@@ -131,7 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         f"corpus: {len(files)} instances, {summary.counts['released']} released by the pipeline, "
         f"{summary.counts['quarantined']} quarantined (burned-in text)"
     )
-    print(f"baseline run_deid ({args.workers} worker): {len(files) / baseline_s:7.1f} instances/s")
+    print(
+        f"baseline run_deid ({args.workers} worker, policy {args.policy}): "
+        f"{len(files) / baseline_s:7.1f} instances/s"
+    )
 
     # The archive and the gateway.
     http, dicom, port, metrics_port = _port(), _port(), _port(), _port()
@@ -168,6 +173,7 @@ port = {port}
 allowed_calling_ae_titles = ["MODALITY"]
 spool = "{root / "spool"}"
 key_file = "{key}"
+policy = "{args.policy}"
 quiet_period_s = {args.quiet}
 workers = {args.workers}
 max_associations = {args.associations * 2}

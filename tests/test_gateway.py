@@ -238,7 +238,13 @@ path = "{tmp_path / "folder"}"
         assert f"radguard_gateway_received_total {len(files)}" in metrics
         assert f'radguard_gateway_forwarded_total{{kind="archive"}} {len(held)}' in metrics
         assert 'radguard_gateway_queue_depth{queue="outbox_studies"} 0' in metrics
-        assert "radguard_gateway_study_latency_seconds_count 9" in metrics  # 3 studies x 3
+        forwards = sum(
+            float(line.split()[-1])
+            for line in metrics.splitlines()
+            if line.startswith("radguard_gateway_forwarded_studies_total")
+        )  # 3 studies x 3 destinations, more when a pause split a study into two batches
+        assert forwards >= 9
+        assert f"radguard_gateway_study_latency_seconds_count {forwards:g}" in metrics
         report_json = _status(config)
         rejected = report_json["rejected_associations"]
         assert isinstance(rejected, list)
@@ -247,7 +253,7 @@ path = "{tmp_path / "folder"}"
         assert isinstance(dead, list) and len(dead) == phantom.quarantined
         assert all(d["kind"] == "pipeline" and d["reason"] for d in dead)
         text = radguard("serve", "status", "--config", str(config))
-        assert text.returncode == 1  # dead letters are failures to look at
+        assert text.returncode == (1 if phantom.quarantined else 0)  # dead letters: look
         assert "INTRUDER" in text.stdout and "dead letters: " in text.stdout
         assert serve.stop() == 0
     finally:

@@ -204,9 +204,12 @@ def _verify(out: Path, source: Path, policy: Policy) -> dict[str, list[str]]:
     """Studies (``<patient>/<study>`` folders of ``out``) with verifier findings (masked)."""
     from radguard.verify import verify
 
-    report = verify(out, source, policy)
     bad: dict[str, list[str]] = {}
     every = [str(Path(*p.relative_to(out).parts[:2])) for p in _study_folders(out)]
+    try:
+        report = verify(out, source, policy)
+    except Exception as error:  # noqa: BLE001 - a verifier that cannot run releases nothing
+        return {study: [f"the verifier could not run ({type(error).__name__})"] for study in every}
     for finding in report.findings:
         text = f"{finding.category} at {finding.path}: {finding.why} ({finding.found})"
         parts = Path(finding.file).parts if finding.file else ()

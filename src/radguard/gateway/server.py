@@ -207,11 +207,14 @@ class Gateway:
         title = str(getattr(event.assoc.requestor, "ae_title", "") or "").strip()
         address = str(getattr(event.assoc.requestor, "address", ""))
         self.metrics.inc("rejected_associations")
+        record = {"calling_ae_title": title, "address": address, "at": _now()}
         with self._lock:
-            self._rejected = [
-                *self._rejected[-19:],
-                {"calling_ae_title": title, "address": address, "at": _now()},
-            ]
+            self._rejected = [*self._rejected[-19:], record]
+            try:  # kept across restarts for `serve status`
+                with (self.spool.root / "records" / "rejected.jsonl").open("a") as log:
+                    log.write(json.dumps(record) + "\n")
+            except OSError:
+                pass
         _log.warning("association from %r at %s rejected", title, address)
 
     # -- processing ----------------------------------------------------------------------------

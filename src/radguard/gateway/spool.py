@@ -250,6 +250,8 @@ class Spool:
         folder = self.outbox(destination)
         listed = []
         for entry in folder.iterdir():
+            if entry.name.startswith("."):
+                continue  # an entry being built (visible only once renamed)
             meta = read_json(entry / "entry.json")
             if meta is not None:
                 listed.append((float(meta.get("created", 0.0)), entry.name, entry, meta))
@@ -295,7 +297,7 @@ class Spool:
             1
             for dest in (self.root / "outbox").iterdir()
             for entry in dest.iterdir()
-            if (entry / "entry.json").exists()
+            if not entry.name.startswith(".") and (entry / "entry.json").exists()
         )
         return {
             "incoming_instances": incoming,

@@ -42,6 +42,15 @@ def gateway_status(config: GatewayConfig) -> dict[str, Any]:
         with log.open(encoding="utf-8") as handle:
             forwarded = sum(1 for _ in handle)
     dead = spool.dead_letters()
+    rejected: list[dict[str, Any]] = []
+    log_path = config.spool / "records" / "rejected.jsonl"
+    if log_path.exists():
+        with log_path.open(encoding="utf-8") as handle:
+            for text in handle.readlines()[-20:]:
+                try:
+                    rejected.append(json.loads(text))
+                except json.JSONDecodeError:
+                    continue
     return {
         "spool": str(config.spool),
         "running": spool.in_use(),
@@ -49,7 +58,7 @@ def gateway_status(config: GatewayConfig) -> dict[str, Any]:
         "pending": pending,
         "dead_letters": dead,
         "forwarded_studies": forwarded,
-        "rejected_associations": running.get("rejected_associations", []),
+        "rejected_associations": rejected,
         "last_status": {k: running.get(k) for k in ("at", "metrics", "destination_errors")},
         "healthy": not dead,
     }
