@@ -300,3 +300,24 @@ def test_cli_mia_writes_card_and_exit_code(tmp_path: Path) -> None:
         timeout=120,
     )
     assert run.returncode == 2 and "model_factory" in run.stderr
+
+
+def test_card_is_recorded_in_the_governance_ledger(tmp_path: Path) -> None:
+    from radguard.govern import KeyKind, new_signing_key, open_ledger
+    from radguard.vet.cli import record_card
+
+    new_signing_key(KeyKind.LEDGER)  # under the test's own RADGUARD_HOME
+    card = {
+        "kind": "memorization",
+        "verdict": "fail",
+        "checks": [{"check": "near-copy share", "value": 0.5, "limit": 0.05, "passed": False}],
+    }
+    json_path, _ = write_card(card, tmp_path / "card")
+    ledger = str(tmp_path / "ledger.sqlite")
+    assert record_card(card, json_path, None) is None  # no site ledger yet: nothing recorded
+    index = record_card(card, json_path, ledger)
+    with open_ledger(ledger, write=False) as opened:
+        entry = opened.entry(index)
+        assert opened.verify().ok
+    assert entry["kind"] == "model-privacy-card" and entry["verdict"] == "fail"
+    assert entry["card_sha256"] == hashlib.sha256(json_path.read_bytes()).hexdigest()

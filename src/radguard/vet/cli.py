@@ -42,11 +42,40 @@ def _callable(path: Path, name: str) -> Any:
     return SpecCallable(str(path.resolve()), name)
 
 
-def _finish(card: dict[str, Any], out: Path) -> None:
+def record_card(card: dict[str, Any], json_path: Path, ledger: str | None) -> int | None:
+    """Append the card's digest and verdict to the governance ledger: the given one, or the
+    site's default ledger when it exists. Returns the entry index (None: no ledger)."""
+    import hashlib
+
+    from radguard.govern import default_ledger, open_ledger
+
+    url = ledger or default_ledger()
+    if ledger is None and not Path(url).exists():
+        return None
+    entry = {
+        "kind": "model-privacy-card",
+        "audit": card["kind"],
+        "verdict": card["verdict"],
+        "card_sha256": hashlib.sha256(json_path.read_bytes()).hexdigest(),
+        "card": json_path.name,
+        "checks": [
+            {"check": c["check"], "value": c["value"], "limit": c["limit"]}
+            for c in card.get("checks", [])
+        ],
+    }
+    with open_ledger(url) as opened:
+        return opened.append(entry).index
+
+
+def _finish(card: dict[str, Any], out: Path, ledger: str | None = None, use: bool = True) -> None:
     from radguard.vet.card import write_card
 
     json_path, html_path = write_card(card, out)
     click.echo(f"verdict: {card['verdict']}; card {json_path} and {html_path}")
+    if use:
+        index = record_card(card, json_path, ledger)
+        if index is not None:
+            click.echo(f"recorded in the ledger as entry {index}")
     sys.exit(EXIT_OK if card["verdict"] == "pass" else EXIT_FAIL)
 
 
@@ -57,6 +86,13 @@ _SPEC = click.option(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Python file naming the model factory, training recipe and data.",
 )
+_LEDGER = click.option(
+    "--ledger",
+    default=None,
+    help="Governance ledger (SQLite path or postgresql:// URL) to record the card in; "
+    "default: the site ledger when it exists.",
+)
+_NO_LEDGER = click.option("--no-ledger", is_flag=True, help="Do not record the card.")
 _OUT = click.option(
     "--out",
     required=True,
@@ -118,6 +154,8 @@ _ATTACKS = ["loss", "rmia-offline", "rmia-online", "lira-offline", "lira-online"
 @vet.command("mia")
 @_SPEC
 @_OUT
+@_LEDGER
+@_NO_LEDGER
 @click.option("--references", default=4, show_default=True, help="Reference models to train.")
 @click.option(
     "--attack",
@@ -138,6 +176,8 @@ _ATTACKS = ["loss", "rmia-offline", "rmia-online", "lira-offline", "lira-online"
 def mia_command(
     spec: Path,
     out: Path,
+    ledger: str | None,
+    no_ledger: bool,
     references: int,
     attacks: tuple[str, ...],
     seed: int,
@@ -156,12 +196,14 @@ def mia_command(
         settings,
         test=_data(spec, "test", required=False),
     )
-    _finish(report.to_card(), out)
+    _finish(report.to_card(), out, ledger, not no_ledger)
 
 
 @vet.command("memorization")
 @_SPEC
 @_OUT
+@_LEDGER
+@_NO_LEDGER
 @click.option(
     "--embedding",
     "embeddings",
@@ -173,7 +215,14 @@ def mia_command(
 @click.option("--max-share", default=0.05, show_default=True, help="Policy: near-copy share.")
 @click.option("--seed", default=0, show_default=True)
 def memorization_command(
-    spec: Path, out: Path, embeddings: tuple[str, ...], fpr: float, max_share: float, seed: int
+    spec: Path,
+    out: Path,
+    ledger: str | None,
+    no_ledger: bool,
+    embeddings: tuple[str, ...],
+    fpr: float,
+    max_share: float,
+    seed: int,
 ) -> None:
     """Near-copies of training images among a generator's synthetic images."""
     from radguard.vet.memorization import Embedding, MemorizationSettings, memorization
@@ -186,12 +235,14 @@ def memorization_command(
         _data(spec, "train_patients", required=False),
         MemorizationSettings(embeddings=chosen, fpr=fpr, max_near_copy_share=max_share, seed=seed),
     )
-    _finish(report.to_card(), out)
+    _finish(report.to_card(), out, ledger, not no_ledger)
 
 
 @vet.command("gradients")
 @_SPEC
 @_OUT
+@_LEDGER
+@_NO_LEDGER
 @click.option("--batch-size", "batch_sizes", multiple=True, type=int, help="Default 1, 4, 8.")
 @click.option("--local-steps", "local_steps", multiple=True, type=int, help="Default 1, 3.")
 @click.option("--iterations", default=300, show_default=True, help="Attack optimizer steps.")
@@ -201,6 +252,8 @@ def memorization_command(
 def gradients_command(
     spec: Path,
     out: Path,
+    ledger: str | None,
+    no_ledger: bool,
     batch_sizes: tuple[int, ...],
     local_steps: tuple[int, ...],
     iterations: int,
@@ -225,12 +278,14 @@ def gradients_command(
         test=_data(spec, "test", required=False),
         utility_rounds=utility_rounds,
     )
-    _finish(report.to_card(), out)
+    _finish(report.to_card(), out, ledger, not no_ledger)
 
 
 @vet.command("train-dp")
 @_SPEC
 @_OUT
+@_LEDGER
+@_NO_LEDGER
 @click.option("--epsilon", default=8.0, show_default=True, help="Target epsilon per patient.")
 @click.option("--delta", type=float, default=None, help="Default 1/(10 N patients).")
 @click.option("--epochs", default=15, show_default=True)
@@ -249,6 +304,8 @@ def gradients_command(
 def train_dp_command(
     spec: Path,
     out: Path,
+    ledger: str | None,
+    no_ledger: bool,
     epsilon: float,
     delta: float | None,
     epochs: int,
@@ -287,4 +344,4 @@ def train_dp_command(
 
         torch.save(result.model.state_dict(), save)
     click.echo(f"epsilon {result.account.epsilon:.3f} at delta {result.account.delta:.3g}")
-    _finish(result.to_card(), out)
+    _finish(result.to_card(), out, ledger, not no_ledger)

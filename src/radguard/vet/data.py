@@ -115,17 +115,23 @@ def group_patients(count: int, per_patient: int, seed: int) -> NDArray[np.int64]
     return keys
 
 
-def load_npz(path: Path | str, split: str = "train", limit: int | None = None) -> Records:
+def load_npz(
+    path: Path | str, split: str = "train", limit: int | None = None, seed: int = 0
+) -> Records:
     """Records from a MedMNIST-style ``.npz`` (``<split>_images``, ``<split>_labels``).
 
-    The label becomes a subgroup column too, so subgroup tables show each class.
+    ``limit`` takes a seeded random sample (such files are often sorted by label). The label
+    becomes a subgroup column too, so subgroup tables show each class.
     """
     with np.load(path) as data:
         key = f"{split}_images"
         if key not in data:
             raise VetError(f"{path}: no array {key!r} (has {', '.join(data.files)})")
-        images = data[key][:limit]
-        labels = np.asarray(data[f"{split}_labels"]).reshape(len(data[key]), -1)[:limit, 0]
+        images = data[key]
+        labels = np.asarray(data[f"{split}_labels"]).reshape(len(images), -1)[:, 0]
+    if limit is not None and limit < len(images):
+        pick = np.random.default_rng(seed).permutation(len(images))[:limit]
+        images, labels = images[pick], labels[pick]
     return from_arrays(images, labels, groups={"label": labels.astype(str)})
 
 

@@ -65,7 +65,8 @@ class Recipe:
     """A picklable ``train_fn(model, records, seed) -> model``: Adam, cross-entropy.
 
     ``epochs`` high and ``weight_decay`` 0 overfit (the leaky configuration the audit must
-    catch); ``augment`` adds random shifts of up to 2 pixels.
+    catch); ``augment`` adds random shifts of up to 2 pixels; ``device`` "cuda" trains on a
+    GPU (the model comes back on the CPU).
     """
 
     epochs: int = 10
@@ -74,6 +75,7 @@ class Recipe:
     weight_decay: float = 0.0
     augment: bool = False
     threads: int = 0
+    device: str = "cpu"
 
     def __call__(self, model: Any, records: Records, seed: int) -> Any:
         torch = require_torch()
@@ -82,11 +84,13 @@ class Recipe:
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
         images, targets = records.tensors()
+        images, targets = images.to(self.device), targets.to(self.device)
+        model = model.to(self.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         loss_fn = torch.nn.CrossEntropyLoss()
         model.train()
         for _ in range(self.epochs):
-            order = torch.randperm(len(images), generator=generator)
+            order = torch.randperm(len(images), generator=generator).to(self.device)
             for start in range(0, len(order), self.batch_size):
                 index = order[start : start + self.batch_size]
                 batch = images[index]
@@ -96,7 +100,7 @@ class Recipe:
                 loss_fn(model(batch), targets[index]).backward()
                 optimizer.step()
         model.eval()
-        return model
+        return model.cpu()  # scoring runs on the CPU, in the process that trained it
 
 
 def shift(batch: Any, generator: Any, pixels: int = 2) -> Any:
