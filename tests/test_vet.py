@@ -321,3 +321,31 @@ def test_card_is_recorded_in_the_governance_ledger(tmp_path: Path) -> None:
         assert opened.verify().ok
     assert entry["kind"] == "model-privacy-card" and entry["verdict"] == "fail"
     assert entry["card_sha256"] == hashlib.sha256(json_path.read_bytes()).hexdigest()
+
+
+def _segmenter() -> torch.nn.Module:
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1),
+        torch.nn.GroupNorm(2, 8),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 2, 3, padding=1),
+    )
+
+
+def test_mia_runs_on_a_segmenter() -> None:
+    """Pr(y|x) of a segmenter is exp(-mean pixel cross-entropy); masks: lung-field threshold."""
+    records = _fixture(200)
+    masks = records.images[:, 0] > np.median(records.images, axis=(1, 2, 3))[:, None, None]
+    seg = vet.Records(records.images, masks.astype(np.int64), records.patients, records.groups)
+    assert seg.is_segmentation
+    report = mia(
+        _segmenter,
+        Recipe(epochs=2),
+        seg,
+        MiaSettings(references=1, attacks=(Attack.LOSS, Attack.RMIA_ONLINE), workers=1),
+        test=seg.subset(np.arange(20)),
+    )
+    card = report.to_card()
+    assert card["utility"]["target_test_auc"] is None  # no classifier AUC for a segmenter
+    scores = np.asarray(card["per_record"]["scores"]["rmia-online"])
+    assert np.isfinite(scores).all() and len(scores) == card["data"]["audited_records"]
