@@ -142,7 +142,7 @@ def landmarks(image: NDArray[np.uint8], box: tuple[int, int, int, int]) -> NDArr
 
 
 def embedding(image: NDArray[np.uint8], box: tuple[int, int, int, int]) -> NDArray[np.float64]:
-    """The 128-d face descriptor of the face in ``box`` (landmark-aligned)."""
+    """The 128-d face descriptor of the face in ``box`` (aligned by its own landmarks)."""
     models = _models()
     rgb = np.ascontiguousarray(np.repeat(image[:, :, None], 3, axis=2))
     shape = models["shape"](rgb, _rect(box))

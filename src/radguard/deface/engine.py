@@ -36,6 +36,8 @@ from radguard.deface.volume import Mask, Modality, Volume
 _SEAL_MM = 4.0
 _TAPER_MM = 6.0
 _MAX_CUT_MM = 60.0
+_RAMP_MM = 10.0
+_CAP_RADIUS_MM = 90.0
 _PROOF_VIEWS = (View.FRONT, View.FRONT_LEFT, View.FRONT_RIGHT, View.LEFT, View.RIGHT)
 
 
@@ -277,6 +279,11 @@ def _removal(
     deepest = ndimage.minimum_filter(surface, size=size, mode="nearest")
     deepest = np.where(np.isfinite(deepest), deepest, np.float32(ny))
     cut = ndimage.gaussian_filter(deepest, (6.0 / sx, 6.0 / sz)) - depth_mm / sy
+    box = np.zeros((nx, nz), bool)
+    x0, x1 = max(int(np.floor(xr[0])), 0), min(int(np.ceil(xr[1])) + 1, nx)
+    z0, z1 = max(int(np.floor(zr[0])), 0), min(int(np.ceil(zr[1])) + 1, nz)
+    box[x0:x1, z0:z1] = True
+    cut = _dome(cut, box & found, spacing)
     brain_front = np.full((nx, nz), -1.0, np.float32)
     has = brain.any(axis=1)
     brain_front[has] = ny - 1 - np.argmax(brain[:, ::-1, :], axis=1)[has]
@@ -285,27 +292,60 @@ def _removal(
     guard = ndimage.maximum_filter(brain_front, size=reach) + margin / sy
     # never deeper than the nose is long (plus the asked depth) below the skin itself: at the
     # head's outline the deepest nearby surface is far back, and the cut must not follow it
-    shallow = np.where(np.isfinite(surface), surface, np.float32(ny)) - (
-        _MAX_CUT_MM + depth_mm
-    ) / sy
+    shallow = (
+        np.where(np.isfinite(surface), surface, np.float32(ny)) - (_MAX_CUT_MM + depth_mm) / sy
+    )
     limit = np.maximum(np.maximum(cut, guard), shallow)
-    region = np.zeros((nx, nz), bool)
-    x0, x1 = max(int(np.floor(xr[0])), 0), min(int(np.ceil(xr[1])) + 1, nx)
-    z0, z1 = max(int(np.floor(zr[0])), 0), min(int(np.ceil(zr[1])) + 1, nz)
-    region[x0:x1, z0:z1] = True
-    region &= surface > limit  # columns where the cut reaches the skin
+    # where the guard lifts the cut (the brain's front), a cliff would draw lines: ramp the
+    # low side up instead (the cut only ever gets shallower here, never deeper)
+    reach_px = (max(3, int(_RAMP_MM / sx) | 1), max(3, int(_RAMP_MM / sz) | 1))
+    lifted = ndimage.gaussian_filter(
+        ndimage.grey_dilation(limit, size=reach_px), (_RAMP_MM / 2 / sx, _RAMP_MM / 2 / sz)
+    )
+    limit = np.maximum(limit, lifted)
+    region = box & found & (surface > limit)  # columns where the cut reaches the skin
     # taper the cut into the skin at the region's border: a step there would draw a face-
     # shaped outline that detectors pick up
     ramp = ndimage.distance_transform_edt(region, sampling=(sx, sz))
     weight = np.clip(ramp / _TAPER_MM, 0.0, 1.0).astype(np.float32)
-    limit = np.where(region, surface - weight * (surface - limit), limit)
+    safe_surface = np.where(found, surface, limit)
+    limit = np.where(region, safe_surface - weight * (safe_surface - limit), limit)
     ys = np.arange(ny, dtype=np.float32)[None, :, None]
     remove: Mask = region[:, None, :] & (ys > limit[:, None, :])
-    seal_from = np.maximum(limit - _SEAL_MM / sy, guard)
+    seal_from = np.maximum(np.minimum(limit - _SEAL_MM / sy, safe_surface), guard)
     seal: Mask = (
         region[:, None, :] & (ys <= limit[:, None, :]) & (ys > seal_from[:, None, :]) & ~head
     )
     return remove, seal
+
+
+def _dome(
+    cut: NDArray[np.float32], where: Mask, spacing: tuple[float, float, float]
+) -> NDArray[np.float32]:
+    """A smooth convex cap under the face: a quadratic fitted to the cut surface, bent at
+    least as much as a skull's back (radius about 90 mm), then set back until it lies behind
+    95% of the cut. A plain cap reads like the back of a head to a detector; a flat plateau
+    inside the head's outline reads like a face."""
+    ix, iz = np.nonzero(where)
+    if ix.size < 50:
+        return cut
+    sx, sy, sz = spacing
+    xc, zc = float(ix.mean()), float(iz.mean())
+    hx, hz = max(float(ix.std()), 1.0), max(float(iz.std()), 1.0)
+
+    def design(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
+        u, v = (a - xc) / hx, (b - zc) / hz
+        return np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=-1)
+
+    points = design(ix.astype(np.float64), iz.astype(np.float64))
+    coef, *_ = np.linalg.lstsq(points, cut[ix, iz].astype(np.float64), rcond=None)
+    coef[3] = min(coef[3], -((hx * sx) ** 2) / (2 * _CAP_RADIUS_MM) / sy)
+    coef[5] = min(coef[5], -((hz * sz) ** 2) / (2 * _CAP_RADIUS_MM) / sy)
+    gx, gz = np.meshgrid(np.arange(cut.shape[0]), np.arange(cut.shape[1]), indexing="ij")
+    cap = design(gx.astype(np.float64), gz.astype(np.float64)) @ coef
+    cap -= max(float(np.percentile((cap - cut)[where], 95)), 0.0)
+    result: NDArray[np.float32] = np.where(where, np.minimum(cap, cut), cut).astype(np.float32)
+    return result
 
 
 def _cut_and_prove(
@@ -337,7 +377,7 @@ def _cut_and_prove(
     near = _dilate(seg.head)
     reason = ""
     for attempt in range(s.escalations + 1):
-        grow = 0.15 * attempt
+        grow = 0.3 * attempt
         depth = s.depth_mm + 8.0 * attempt
         xr, zr = _region(found, before_points, grow)
         remove_h, seal_h = _removal(head_h, brain_h, spacing, xr, zr, depth, s)
@@ -348,7 +388,7 @@ def _cut_and_prove(
         data[seal] = tissue[seal]
         remove |= seal
         after_values = _physical(volume, data)
-        after_head = frame.view((after_values > seg.air_threshold) & near)
+        after_head = frame.view((after_values > seg.air_threshold) & (near | remove))
         after: dict[str, NDArray[np.uint8]] = {}
         proof.faces_after = {}
         for view in _PROOF_VIEWS:
@@ -426,10 +466,16 @@ def _trim_brain(
 
 
 def _still_a_face(after: dict[str, list[dict[str, Any]]], box: tuple[int, int, int, int]) -> bool:
-    """The gate: dlib's HOG (at its lowered threshold) in any view, or both Haar cascades
-    where the face was. Haar alone fires on plain skull and brain renders (measured), so a
-    lone Haar box elsewhere is recorded in the proof but does not fail it."""
-    if any(f["detector"] == "dlib-hog" for faces in after.values() for f in faces):
+    """The gate: dlib's HOG (at its lowered threshold) in any view at a size this head's
+    face could have, or both Haar cascades where the face was. Haar alone fires on plain
+    skull and brain renders (measured), so a lone Haar box elsewhere is recorded in the
+    proof but does not fail it."""
+    smallest = 0.6 * box[2]  # this head's face cannot shrink: smaller boxes are other things
+    if any(
+        f["detector"] == "dlib-hog" and f["box"][2] >= smallest
+        for faces in after.values()
+        for f in faces
+    ):
         return True
     front = after.get(View.FRONT.value, [])
     agreeing = {f["detector"] for f in front if _iou(tuple(f["box"]), box) >= 0.5}

@@ -102,44 +102,68 @@ def render(
     sx, sy, sz = spacing
     if view in (View.FRONT_LEFT, View.FRONT_RIGHT):
         return _oblique(head, spacing, view, pixel_mm)
-    if view is View.FRONT:
-        hit, found = _first_hit(head, 1, reverse=True)  # from +y (anterior) inwards
+    if view is View.FRONT:  # from +y (anterior) inwards; the patient's right on the left
+        hit, found = _first_hit(head, 1, reverse=True)
         depth, su = hit * sy, sx
-        plane = depth.T[::-1, ::-1]  # rows: z top-down; cols: x from patient's right
-        found2 = found.T[::-1, ::-1]
-    elif view is View.LEFT:
-        hit, found = _first_hit(head, 0, reverse=False)  # from -x (patient's left)
+    elif view is View.LEFT:  # from -x (the patient's left); anterior on the viewer's left
+        hit, found = _first_hit(head, 0, reverse=False)
         depth, su = hit * sx, sy
-        plane = depth.T[::-1, ::-1]  # cols: anterior on the viewer's left
-        found2 = found.T[::-1, ::-1]
+    else:  # from +x (the patient's right); posterior on the viewer's left
+        hit, found = _first_hit(head, 0, reverse=True)
+        depth, su = hit * sx, sy
+    return _finish(view, depth, found, su, sz, pixel_mm, head.shape, spacing)  # type: ignore[arg-type]
+
+
+def _finish(
+    view: View,
+    depth: NDArray[np.float32],
+    found: Mask,
+    su: float,
+    sz: float,
+    pixel_mm: float,
+    shape: tuple[int, int, int],
+    spacing: tuple[float, float, float],
+) -> Render:
+    """Depth (across, up) in mm to an upright image: rows top-down, the viewer's left first."""
+    if view is View.RIGHT:
+        plane, seen = depth.T[::-1, :], found.T[::-1, :]
     else:
-        hit, found = _first_hit(head, 0, reverse=True)  # from +x (patient's right)
-        depth, su = hit * sx, sy
-        plane = depth.T[::-1, :]  # cols: posterior on the viewer's left
-        found2 = found.T[::-1, :]
+        plane, seen = depth.T[::-1, ::-1], found.T[::-1, ::-1]
     plane = np.ascontiguousarray(plane, np.float32)
-    resized, hits = _resample(plane, np.ascontiguousarray(found2), su, sz, pixel_mm)
+    resized, hits = _resample(plane, np.ascontiguousarray(seen), su, sz, pixel_mm)
     image = _shade(resized, hits, pixel_mm)
     shown = np.where(hits, resized, np.float32(np.nan)).astype(np.float32)
-    return Render(view, image, shown, pixel_mm, head.shape, spacing)  # type: ignore[arg-type]
+    return Render(view, image, shown, pixel_mm, shape, spacing)
 
 
 def _oblique(
     head: Mask, spacing: tuple[float, float, float], view: View, pixel_mm: float
 ) -> Render:
-    """The head turned about z on a grid of ``max(pixel_mm, 1.5)`` mm, then seen from the front."""
-    from scipy import ndimage
+    """The head turned about its vertical axis, slice by slice (OpenCV's nearest-neighbour
+    warp onto square pixels of ``pixel_mm``), each slice's first hit taken at once."""
+    import cv2
 
-    step = max(pixel_mm, 1.5)
-    factors = [max(1, round(step / s)) for s in spacing]
-    small = head[:: factors[0], :: factors[1], :: factors[2]].astype(np.uint8)
-    grid = tuple(s * f for s, f in zip(spacing, factors, strict=True))
-    # make the grid isotropic in x and y before turning (rotation needs square pixels)
-    zoom = (grid[0] / step, grid[1] / step, 1.0)
-    if not np.allclose(zoom, 1.0):
-        small = ndimage.zoom(small, zoom, order=0)
-    angle = _OBLIQUE_DEGREES if view is View.FRONT_LEFT else -_OBLIQUE_DEGREES
-    turned = ndimage.rotate(small, angle, axes=(0, 1), reshape=True, order=0) > 0
-    result = render(turned, (step, step, grid[2]), View.FRONT, pixel_mm)
-    result.view = view
-    return result
+    nx, ny, nz = head.shape
+    sx, sy, sz = spacing
+    angle = np.deg2rad(_OBLIQUE_DEGREES if view is View.FRONT_LEFT else -_OBLIQUE_DEGREES)
+    cos, sin = float(np.cos(angle)), float(np.sin(angle))
+    size = int(np.ceil(np.hypot(nx * sx, ny * sy) / pixel_mm)) + 1
+    cx, cy = (nx - 1) * sx / 2, (ny - 1) * sy / 2
+    cu = cw = (size - 1) * pixel_mm / 2
+    p = pixel_mm
+    # destination (col w, row u) -> source (col y, row x): u = x cos - y sin, w = x sin + y cos
+    matrix = np.array(
+        [
+            [cos * p / sy, -sin * p / sy, (cy + sin * cu - cos * cw) / sy],
+            [sin * p / sx, cos * p / sx, (cx - cos * cu - sin * cw) / sx],
+        ]
+    )
+    flags = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
+    slices = np.ascontiguousarray(np.moveaxis(head, 2, 0)).view(np.uint8)
+    hit = np.zeros((size, nz), np.float32)
+    found = np.zeros((size, nz), bool)
+    for k in range(nz):
+        turned = cv2.warpAffine(slices[k], matrix, (size, size), flags=flags)[:, ::-1]
+        hit[:, k] = np.argmax(turned, axis=1)
+        found[:, k] = turned.any(axis=1)
+    return _finish(view, hit * p, found, p, sz, pixel_mm, head.shape, spacing)  # type: ignore[arg-type]

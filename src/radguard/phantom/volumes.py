@@ -119,6 +119,8 @@ class Head:
         skull = outer & ~_ellipsoid(p, cc, _shrunk(cr, 11.0))
         base = outer & (p[..., 2] > -31.0) & (p[..., 2] <= -25.0) & (p[..., 1] > -50.0)
         roof = outer & (p[..., 2] > 10.0) & (p[..., 2] <= 16.0) & (p[..., 1] <= -50.0)
+        wall = outer & (p[..., 1] > -56.0) & (p[..., 1] <= -50.0) & (p[..., 2] > -31.0)
+        roof |= wall & (p[..., 2] <= 16.0)  # behind the orbits: the cavity is closed in front
         jaw = _ellipsoid(p, fc, _shrunk(fr, 7.0)) & ~_ellipsoid(p, fc, _shrunk(fr, 12.0))
         out[(skull & vault) | base | roof | (jaw & (p[..., 2] < -62.0))] = Tissue.BONE
         intracranial = _ellipsoid(p, cc, _shrunk(cr, 11.0)) & vault
