@@ -449,7 +449,8 @@ def _trim_brain(
     points: NDArray[np.float64],
 ) -> None:
     """MR/PET brain masks grown by intensity can leak into the face; below the brows, the
-    brain lies at least 20 mm behind the eyes' surface (anatomy), so the mask is cut there.
+    brain lies at least 20 mm behind the eyes' surface, and 25 mm below the eyes at least
+    60 mm behind it (anatomy), so the mask is cut there.
     ``brain`` is a head-frame view of the mask: it is trimmed in place."""
     eyes = points[36:48]
     x, z = shot.to_volume(eyes[:, 1], eyes[:, 0])
@@ -463,6 +464,11 @@ def _trim_brain(
     below = int(np.clip(eye_z + 10.0 / spacing[2], 0, nz))
     behind = int(np.clip(eye_y - 20.0 / spacing[1], 0, ny))
     brain[:, behind:, :below] = False
+    # well below the eyes (the temporal lobes end about 20 mm under them) no brain lies within
+    # 60 mm of the eyes' surface: jaw and cheek muscles there are not brain
+    low = int(np.clip(eye_z - 25.0 / spacing[2], 0, nz))
+    far = int(np.clip(eye_y - 60.0 / spacing[1], 0, ny))
+    brain[:, far:, :low] = False
 
 
 def _still_a_face(after: dict[str, list[dict[str, Any]]], box: tuple[int, int, int, int]) -> bool:
