@@ -121,6 +121,24 @@ def test_no_face_in_field_of_view_is_released_as_is() -> None:
     assert outcome.data is None
 
 
+def test_ears_cleared_on_request() -> None:
+    """The phantom's pinnae (x = +-74 mm, 9 mm proud of the skull) go with ``ears=True``."""
+    labels = head_labels(2.0)
+    hu = np.array([-1000, 30, -95, 42, 1100, 8, 38, 27, 12], np.int16)[np.minimum(labels, 8)]
+    affine = np.diag([-2.0, -2.0, 2.0, 1.0])  # the LPS grid read as RAS
+    affine[:3, 3] = [100.0, 130.0, -140.0]
+    volume = Volume(hu, affine, Modality.CT)
+    outcome = deface_volume(volume, DefaceSettings(ears=True))
+    assert outcome.status is Status.DEFACED, outcome.reason
+    assert len(outcome.proof.ears_mm) == 2 and min(outcome.proof.ears_mm) > 4.0
+    assert outcome.data is not None
+    for x in (9, 91):  # x = -82 and +82 mm: the outer rims of the two ears, at ear height
+        assert labels[x, 68, 70] != 0 and outcome.data[x, 68, 70] == -1000
+    assert np.array_equal(
+        outcome.data[np.isin(labels, BRAIN_TISSUES)], hu[np.isin(labels, BRAIN_TISSUES)]
+    )
+
+
 def test_head_found_whatever_the_header_says() -> None:
     """A wrong affine (axes swapped and flipped): the orientation search still finds the face."""
     labels = head_labels(2.0)

@@ -33,6 +33,7 @@ import click
     show_default=True,
     help="How to read NIfTI intensities (DICOM series say it themselves).",
 )
+@click.option("--ears", is_flag=True, help="Also clear both ears (pinnae), found by shape.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Volumes in parallel.")
 @click.option(
     "--report",
@@ -47,6 +48,7 @@ def deface(
     depth: float,
     brain_margin: float,
     modality: str,
+    ears: bool,
     workers: int,
     report: Path | None,
     as_json: bool,
@@ -57,7 +59,7 @@ def deface(
     from radguard.errors import RadguardError
 
     try:
-        settings = DefaceSettings(depth_mm=depth, brain_margin_mm=brain_margin)
+        settings = DefaceSettings(depth_mm=depth, brain_margin_mm=brain_margin, ears=ears)
     except ValueError as error:
         raise click.BadParameter(str(error)) from error
     check_models()

@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from radguard.deface import detect
+from radguard.deface.ears import ear_mask
 from radguard.deface.frame import Frame, all_frames, compose, from_affine
 from radguard.deface.render import Render, View, render
 from radguard.deface.segment import Segmentation, segment
@@ -59,6 +60,7 @@ class DefaceSettings:
     pixel_mm: float = 1.0  # render pixel size
     search_orientations: bool = True  # try all 24 orientations when the header's fails
     escalations: int = 2  # deeper and wider retries before refusing
+    ears: bool = False  # also clear both pinnae (a biometric of their own)
 
     def __post_init__(self) -> None:
         if not (0.0 <= self.depth_mm <= 60.0):
@@ -86,6 +88,7 @@ class Proof:
     removed_ml: float = 0.0
     depth_mm: float = 0.0
     attempts: int = 0
+    ears_mm: list[float] = field(default_factory=list)  # protrusion cleared per side, 0: none
     checks: dict[str, bool] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -107,6 +110,7 @@ class Proof:
             "removed_ml": round(self.removed_ml, 1),
             "depth_mm": self.depth_mm,
             "attempts": self.attempts,
+            "ears_mm": [round(v, 1) for v in self.ears_mm],
             "checks": self.checks,
             "passed": self.passed,
             "seconds": round(self.seconds, 2),
@@ -356,8 +360,9 @@ def _cut_and_prove(
     head_h = frame.view(seg.head)
     shot = found.render
     before_points = detect.landmarks(shot.image, found.face.box)
+    eye_y, eye_z = _eyes(head_h, shot, before_points)
     if volume.modality is not Modality.CT:
-        _trim_brain(frame.view(seg.brain), head_h, spacing, shot, before_points)
+        _trim_brain(frame.view(seg.brain), head_h, spacing, eye_y, eye_z)
     brain_h = frame.view(seg.brain)
     before_embedding = detect.embedding(shot.image, found.face.box)
     before = {View.FRONT.value: shot.image}
@@ -381,6 +386,9 @@ def _cut_and_prove(
         depth = s.depth_mm + 8.0 * attempt
         xr, zr = _region(found, before_points, grow)
         remove_h, seal_h = _removal(head_h, brain_h, spacing, xr, zr, depth, s)
+        if s.ears:
+            ears_h, proof.ears_mm = ear_mask(head_h, brain_h, spacing, eye_z, eye_y)
+            remove_h |= ears_h
         remove = np.ascontiguousarray(frame.unview(remove_h))
         seal = np.ascontiguousarray(frame.unview(seal_h))
         data = volume.data.copy()
@@ -441,17 +449,8 @@ def _cut_and_prove(
     return Outcome(Status.REFUSED, reason, None, proof, before, after, boxes)
 
 
-def _trim_brain(
-    brain: Mask,
-    head: Mask,
-    spacing: tuple[float, float, float],
-    shot: Render,
-    points: NDArray[np.float64],
-) -> None:
-    """MR/PET brain masks grown by intensity can leak into the face; below the brows, the
-    brain lies at least 20 mm behind the eyes' surface, and 25 mm below the eyes at least
-    60 mm behind it (anatomy), so the mask is cut there.
-    ``brain`` is a head-frame view of the mask: it is trimmed in place."""
+def _eyes(head: Mask, shot: Render, points: NDArray[np.float64]) -> tuple[float, float]:
+    """Head-frame (y, z) of the eyes' surface, from the landmarks on the front render."""
     eyes = points[36:48]
     x, z = shot.to_volume(eyes[:, 1], eyes[:, 0])
     nx, ny, nz = head.shape
@@ -459,8 +458,17 @@ def _trim_brain(
     zi = np.clip(np.rint(z).astype(int), 0, nz - 1)
     column = head[xi, :, zi]
     front = np.where(column.any(axis=1), ny - 1 - np.argmax(column[:, ::-1], axis=1), ny - 1)
-    eye_y = float(np.median(front))
-    eye_z = float(np.median(z))
+    return float(np.median(front)), float(np.median(z))
+
+
+def _trim_brain(
+    brain: Mask, head: Mask, spacing: tuple[float, float, float], eye_y: float, eye_z: float
+) -> None:
+    """MR/PET brain masks grown by intensity can leak into the face; below the brows, the
+    brain lies at least 20 mm behind the eyes' surface, and 25 mm below the eyes at least
+    60 mm behind it (anatomy), so the mask is cut there.
+    ``brain`` is a head-frame view of the mask: it is trimmed in place."""
+    _, ny, nz = head.shape
     below = int(np.clip(eye_z + 10.0 / spacing[2], 0, nz))
     behind = int(np.clip(eye_y - 20.0 / spacing[1], 0, ny))
     brain[:, behind:, :below] = False
