@@ -230,11 +230,12 @@ def _draw(
 
 
 def _background(
-    rng: np.random.Generator, rows: int, cols: int, frame: int = 0
+    rng: np.random.Generator, rows: int, cols: int, frame: int = 0, slope: float | None = None
 ) -> NDArray[np.uint8]:
     image = ultrasound(rows, cols, frame, rng)
     # a soft gradient outside the sector: text does not always sit on black
-    ramp = np.linspace(0, 60, cols, dtype=np.float32)[None, :] * rng.uniform(0.0, 1.0)
+    slope = rng.uniform(0.0, 1.0) if slope is None else slope
+    ramp = np.linspace(0, 60, cols, dtype=np.float32)[None, :] * slope
     return np.where(image == 0, np.rint(ramp).astype(np.uint8), image)
 
 
@@ -304,8 +305,9 @@ def cine(seed: int, frames: int = 100, rows: int = 600, cols: int = 800) -> Benc
     stack = np.zeros((frames, rows, cols), np.uint8)
     lines: list[BurnedLine] = []
     clock_base = int(rng.integers(8 * 3600, 17 * 3600))
+    slope = float(rng.uniform(0.0, 1.0))  # the device's backdrop does not change between frames
     for f in range(frames):
-        image = _background(np.random.default_rng(seed * 1000 + f), rows, cols, f)
+        image = _background(np.random.default_rng(seed * 1000 + f), rows, cols, f, slope)
         y = 6
         for text in banner:
             mask = text_mask(text, font)

@@ -118,6 +118,7 @@ FRAME FRAMES PAGE OF SCOUT TOPOGRAM LOCALIZER WINDOW LEVEL W WL WW C
 )
 # Identifying by shape, beyond the generic free-text patterns: clock times, street addresses.
 _TIME = re.compile(r"(?<![\d.])(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d)?(?:\s*[AP]M)?(?![\d.])", re.I)
+_AREA_CODE = re.compile(r"\(\d{3}\)")  # a telephone number read in pieces: '(207)' ... '2643'
 _ADDRESS = re.compile(
     r"\b\d{1,5}\s+(?:[A-Z][A-Za-z]+\s+){1,3}(?:ST|STREET|AVE|AVENUE|RD|ROAD|BLVD|LANE|LN|DR|DRIVE"
     r"|WAY|COURT|CT|PLACE|PL|SQUARE|SQ)\b",
@@ -214,6 +215,8 @@ class Classifier:
             key = _fold(word)
             if len(key) >= 5 and any(_near(key, t) for t in self._tokens):
                 return Decision(Verdict.IDENTIFYING, "near an identifier (one character off)")
+        if _AREA_CODE.search(stripped):
+            return Decision(Verdict.IDENTIFYING, "pattern: telephone area code")
         if _TIME.search(stripped):
             return Decision(Verdict.IDENTIFYING, "pattern: time of day")
         if _ADDRESS.search(stripped):

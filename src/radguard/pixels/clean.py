@@ -132,11 +132,42 @@ class PixelCleaner:
         )
         found = []
         for frame, lines in enumerate(per_frame):
-            for line in lines:
-                item = self._decide(frame, line, classifier)
-                if item is not None:
-                    found.append(item)
+            decided = [self._decide(frame, line, classifier) for line in lines]
+            items = [item for item in decided if item is not None]
+            found.extend(items)
+            found.extend(self._rows(frame, items, classifier))
         return found
+
+    def _rows(self, frame: int, items: list[TextFound], classifier: Classifier) -> list[TextFound]:
+        """Pieces of one text row read apart ('(207)' ... '2643'): judged together, and when
+        the row identifies, its whole extent (the gaps too) is painted."""
+        rows: list[list[TextFound]] = []
+        for item in sorted(items, key=lambda f: (f.box.x, f.box.y)):
+            box = item.box
+            for row in rows:
+                last = row[-1].box
+                shared = min(last.y + last.h, box.y + box.h) - max(last.y, box.y)
+                gap = box.x - (last.x + last.w)
+                if shared >= 0.5 * min(last.h, box.h) and gap <= 1.5 * max(last.h, box.h):
+                    row.append(item)
+                    break
+            else:
+                rows.append([item])
+        extra = []
+        for row in rows:
+            if len(row) < 2:
+                continue
+            text = " ".join(f.text for f in row)
+            decision = classifier.decide(text)
+            if decision.verdict is not Verdict.IDENTIFYING:
+                continue
+            box = row[0].box
+            for member in row[1:]:
+                box = box.union(member.box)
+            score = min(f.score for f in row)
+            why = f"row {decision.why}"
+            extra.append(TextFound(frame, box, text, score, Verdict.IDENTIFYING, why, True))
+        return extra
 
     def _decide(self, frame: int, line: Line, classifier: Classifier) -> TextFound | None:
         if not _ALNUM.search(line.text):
@@ -184,7 +215,9 @@ class PixelCleaner:
         self._paint(pixels, [(f.frame, f.box) for f in report.found if f.redacted], fill)
         self._paint(pixels, [(-1, box) for box in regions], fill, grow=False)
         still: list[TextFound] = []
-        for attempt in range(3):  # read again; redact what shows at the edges; at most twice
+        painted = report.redacted > 0 or bool(regions)
+        # nothing painted: the pixels are the ones just read, and nothing read identified
+        for attempt in range(3 if painted else 0):  # read again; paint what shows; twice at most
             again = self._read(ds, pixels, classifier, report.stats)
             still = [f for f in again if f.verdict is Verdict.IDENTIFYING]
             more = [f for f in again if f.redacted]

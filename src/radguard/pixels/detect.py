@@ -223,7 +223,7 @@ def read_frames(
             steady = (np.abs(grey[k].astype(np.int16) - before) <= tolerance) & (
                 np.abs(grey[k].astype(np.int16) - after) <= tolerance
             )
-            candidates = steady & ~static & _dilate(changed, 3)
+            candidates = steady & ~static & _dilate(changed, 3) & _standing(grey[k])
             region = _region_mask(candidates)
             if region is None:
                 stats.reused += 1
@@ -231,9 +231,9 @@ def read_frames(
                 lines.extend(last[3])
                 stats.reused += 1
             else:
-                mask = region[..., None] if frames.ndim == 4 else region
-                composite = np.where(mask, frames[k], 0).astype(np.uint8)
-                found = read_frame(engine, composite, _masked(passes), stats)
+                found = _read_region(engine, frames[k], region, passes, stats)
+                known = [line.box for line in lines]
+                found = [line for line in found if not _inside_any(line.box, known)]
                 last = (region, candidates, grey[k], found)
                 lines.extend(found)
                 stats.partial += 1
@@ -247,6 +247,37 @@ def _masked(passes: tuple[Pass, ...]) -> tuple[Pass, ...]:
     """Passes worth running on a composite (black around the kept pixels: no local contrast)."""
     kept = tuple(p for p in passes if p in (Pass.BASE, Pass.CHROMA))
     return kept or passes
+
+
+def _standing(grey: Image, level: float = 12.0) -> NDArray[np.bool_]:
+    """Pixels at least ``level`` off their 9 x 9 mean: strokes, not flat or dark tissue."""
+    import cv2
+
+    values = grey.astype(np.float32)
+    out: NDArray[np.bool_] = np.abs(values - cv2.blur(values, (9, 9))) >= level
+    return out
+
+
+def _read_region(
+    engine: OcrEngine,
+    frame: Image,
+    region: NDArray[np.bool_],
+    passes: tuple[Pass, ...],
+    stats: ScanStats,
+) -> list[Line]:
+    """Read only ``region`` of ``frame``: its bounding box, black outside the region."""
+    ys, xs = np.nonzero(region)
+    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    mask = region[y0:y1, x0:x1]
+    crop = frame[y0:y1, x0:x1]
+    composite = np.where(mask[..., None] if crop.ndim == 3 else mask, crop, 0).astype(np.uint8)
+    found = read_frame(engine, np.ascontiguousarray(composite), _masked(passes), stats)
+    return [Line(line.box.shifted(x0, y0), line.text, line.score) for line in found]
+
+
+def _inside_any(box: Box, known: list[Box]) -> bool:
+    """Half or more of ``box`` lies in a box already read (a piece of known text)."""
+    return any(box.overlap(other) >= 0.5 * max(box.area, 1) for other in known)
 
 
 def _slice(box: Box) -> tuple[slice, slice]:

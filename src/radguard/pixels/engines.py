@@ -222,21 +222,33 @@ class TesseractEngine:
         return [r for r in rows if len(r) == 12]
 
     def _lines(self, image: Image, psm: int) -> list[Line]:
-        words: dict[tuple[str, str, str], list[tuple[Box, str, float]]] = {}
+        """Words (level 5 rows) joined into lines by position: sparse-text mode (psm 11) puts
+        neighbouring words of one line in separate blocks."""
+        words: list[tuple[Box, str, float]] = []
         for row in self._tsv(image, psm):
             text, conf = row[11].strip(), float(row[10])
             if row[0] != "5" or not text or conf < 0:
                 continue
-            box = Box(int(row[6]), int(row[7]), int(row[8]), int(row[9]))
-            words.setdefault((row[2], row[3], row[4]), []).append((box, text, conf / 100))
+            words.append((Box(int(row[6]), int(row[7]), int(row[8]), int(row[9])), text, conf))
+        groups: list[list[tuple[Box, str, float]]] = []
+        for word in sorted(words, key=lambda w: (w[0].x, w[0].y)):
+            box = word[0]
+            for group in groups:
+                last = group[-1][0]
+                shared = min(last.y + last.h, box.y + box.h) - max(last.y, box.y)
+                gap = box.x - (last.x + last.w)
+                if shared >= 0.5 * min(last.h, box.h) and -2 <= gap <= 2 * max(last.h, box.h):
+                    group.append(word)
+                    break
+            else:
+                groups.append([word])
         lines = []
-        for members in words.values():
-            box = members[0][0]
-            for other, _, _ in members[1:]:
+        for group in groups:
+            box = group[0][0]
+            for other, _, _ in group[1:]:
                 box = box.union(other)
-            text = " ".join(t for _, t, _ in members)
-            score = float(np.mean([c for _, _, c in members]))
-            lines.append(Line(box, text, score))
+            text = " ".join(t for _, t, _ in group)
+            lines.append(Line(box, text, float(np.mean([c for _, _, c in group])) / 100))
         return lines
 
     def detect(self, image: Image) -> list[Box]:
