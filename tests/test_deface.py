@@ -210,3 +210,62 @@ def test_deid_option_defaces_head_series(tmp_path: Path, key_file: Path) -> None
     assert len(released) == len(manifest)
     assert all(ds.RecognizableVisualFeatures == "NO" for ds in released)
     assert (tmp_path / "out.run" / "deface" / "report.html").is_file()
+
+
+def test_deid_refuses_what_it_cannot_check(tmp_path: Path, key_file: Path) -> None:
+    """A head series too thin to render is quarantined with the reason: refused never
+    counts as de-identified; the top of a head, with no face in its field of view, is
+    released as it is with the finding noted."""
+    head = tmp_path / "in" / "head"
+    write_head_series(head, 2.0, "CT")
+    for extra in sorted(head.glob("*.dcm"))[5:]:
+        extra.unlink()  # five slices of a head: no face can be rendered or ruled out
+    slab = tmp_path / "in" / "slab"
+    write_head_series(slab, 2.0, "CT")
+    for lower in sorted(slab.glob("*.dcm"))[:100]:
+        lower.unlink()  # the top of a head (z above 60 mm): brain and scalp, no face
+    result = CliRunner().invoke(
+        main,
+        [
+            "deid",
+            str(tmp_path / "in"),
+            str(tmp_path / "out"),
+            "--key-file",
+            str(key_file),
+            "--option",
+            "clean-recognizable-visual-features",
+            "--no-option",
+            "clean-pixel-data",
+            "--workers",
+            "1",
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    lines = [
+        json.loads(line)
+        for line in (tmp_path / "out.run" / "manifest.jsonl").read_text().splitlines()
+    ]
+    heads = [line for line in lines if line["input"].startswith("head/")]
+    slab = [line for line in lines if line["input"].startswith("slab/")]
+    assert len(heads) == 5 and all(line["status"] == "quarantined" for line in heads)
+    assert all("refused" in line["reasons"][0] for line in heads)
+    assert slab and all(line["status"] == "released" for line in slab), slab[0]
+    assert all(any(r.startswith("face: no-face") for r in line["reasons"]) for line in slab)
+
+
+def test_plan_runs_on_dask(tmp_path: Path) -> None:
+    """The series engine keeps no state: the pre-pass runs it on a Dask cluster."""
+    from dask.distributed import LocalCluster
+
+    from radguard.deface.pipeline import load_plan, plan_faces
+
+    write_head_series(tmp_path / "in" / "head", 2.0, "CT")
+    inputs = [(str(p), f"d{i}") for i, p in enumerate(sorted((tmp_path / "in").rglob("*.dcm")))]
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True) as cluster:
+        plan = plan_faces(inputs, tmp_path / "work", scheduler=cluster.scheduler_address)
+    outcomes = load_plan(str(plan.path))
+    assert set(outcomes) == {d for _, d in inputs}
+    assert {status for status, _ in outcomes.values()} == {"defaced"}
+    assert len(plan.substitutes) == len(inputs)
+    assert all(Path(p).is_file() for p in plan.substitutes.values())
+    assert (tmp_path / "work" / "report.html").is_file()
