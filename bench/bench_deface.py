@@ -12,20 +12,26 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from radguard.deface import Modality, Volume, deface_volume  # noqa: E402
-from radguard.deface import detect  # noqa: E402
-from radguard.deface.engine import _PROOF_VIEWS  # noqa: E402
-from radguard.deface.frame import from_affine  # noqa: E402
-from radguard.deface.io import read_nifti  # noqa: E402
-from radguard.deface.render import View, render  # noqa: E402
-from radguard.deface.segment import segment  # noqa: E402
-from radguard.phantom.volumes import HU, MR_SIGNAL  # noqa: E402
-from tests.deface_data import BRAIN_TISSUES, head_labels, pydeface_template  # noqa: E402
+from tests.deface_data import BRAIN_TISSUES, head_labels, pydeface_template
+
+from radguard.deface import (
+    Modality,
+    Volume,
+    deface_volume,
+    detect,
+)
+from radguard.deface.engine import _PROOF_VIEWS
+from radguard.deface.frame import from_affine
+from radguard.deface.io import read_nifti
+from radguard.deface.render import View, render
+from radguard.deface.segment import segment
+from radguard.phantom.volumes import HU, MR_SIGNAL
 
 
 def _phantom(modality: str) -> tuple[Volume, np.ndarray]:
@@ -61,24 +67,33 @@ def _judge(before: Volume, after_data: np.ndarray) -> dict[str, object]:
 
 
 def main() -> None:
-    cases: list[tuple[str, Volume, np.ndarray | None, Path | None]] = []
+    cases: list[tuple[str, Volume, Any, Path | None]] = []
     for modality in ("CT", "MR"):
         volume, brain = _phantom(modality)
         cases.append((f"phantom {modality} 1 mm {volume.data.shape}", volume, brain, None))
     template = pydeface_template()
     if template is not None:
         source = read_nifti(template)
-        cases.append((f"pydeface template {source.volume.data.shape}", source.volume, None, template))
+        cases.append(
+            (f"pydeface template {source.volume.data.shape}", source.volume, None, template)
+        )
+        padded = np.pad(source.volume.data, ((40, 40), (0, 0), (0, 0)))  # exactly 256^3
+        affine = source.volume.affine.copy()
+        affine[:3, 3] -= affine[:3, 0] * 40
+        full = Volume(padded, affine, source.volume.modality)
+        cases.append(("pydeface template padded to 256^3", full, None, None))
     for name, volume, brain, path in cases:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         outcome = deface_volume(volume)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         proof = outcome.proof.to_json()
         truth = ""
         if brain is not None and outcome.data is not None:
-            truth = f", true brain voxels changed {int((volume.data[brain] != outcome.data[brain]).sum())}"
+            moved = int((volume.data[brain] != outcome.data[brain]).sum())
+            truth = f", true brain voxels changed {moved}"
         print(
-            f"radguard  {name}: {outcome.status.value} in {seconds:.1f} s; embedding distance "
+            f"radguard  {name}: {outcome.status.value} in {seconds:.1f} s wall, {cpu:.1f} s CPU; "
+            f"embedding distance "
             f"{proof['embedding_distance']}, removed {proof['removed_ml']} ml, brain voxels "
             f"changed {proof['brain_voxels_changed']}/{proof['brain_voxels']}{truth}; "
             f"checks {proof['checks']}"
@@ -96,19 +111,24 @@ def _others(name: str, path: Path, volume: Volume) -> None:
             import radveil
 
             out = Path(folder) / "radveil.nii.gz"
-            started = time.perf_counter()
-            radveil.deface_auto(str(path), str(out), mode="adaptive")
-            seconds = time.perf_counter() - started
-            data = np.asarray(nib.load(out).dataobj.get_unscaled()).astype(volume.data.dtype)
-            print(f"radveil   {name}: {seconds:.1f} s; {_judge(volume, data)}")
+            started, cpu = time.perf_counter(), time.process_time()
+            report = radveil.deface_auto(str(path), str(out), mode="adaptive")
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+            written: Any = nib.load(out)
+            data = np.asarray(written.dataobj.get_unscaled()).astype(volume.data.dtype)
+            own = {k: report.get(k) for k in ("views_detected", "residual_detections")}
+            print(
+                f"radveil   {name}: {seconds:.1f} s wall, {cpu:.1f} s CPU; its own report "
+                f"{own}; by radguard's renders {_judge(volume, data)}"
+            )
         except Exception as error:  # noqa: BLE001 - report and go on
             print(f"radveil   {name}: did not run ({type(error).__name__}: {error})")
         try:
-            from quickshear import quickshear
+            from quickshear import quickshear  # type: ignore[import-untyped]
 
             seg = segment(volume.physical(), volume.modality, volume.spacing)
-            image = nib.load(path)
-            mask = nib.Nifti1Image(seg.brain.astype(np.uint8), image.affine)
+            image: Any = nib.load(path)
+            mask = nib.Nifti1Image(seg.brain.astype(np.uint8), image.affine)  # type: ignore[no-untyped-call]
             started = time.perf_counter()
             sheared = quickshear(image, mask)
             seconds = time.perf_counter() - started
