@@ -349,3 +349,24 @@ def test_mia_runs_on_a_segmenter() -> None:
     assert card["utility"]["target_test_auc"] is None  # no classifier AUC for a segmenter
     scores = np.asarray(card["per_record"]["scores"]["rmia-online"])
     assert np.isfinite(scores).all() and len(scores) == card["data"]["audited_records"]
+
+
+def test_train_dp_audits_the_model_it_returns(tmp_path: Path) -> None:
+    records = _fixture(240)
+    test = load_npz(FIXTURE, "test", limit=100)
+    audit = MiaSettings(references=2, attacks=(Attack.LOSS, Attack.RMIA_ONLINE), workers=1)
+    result = vet.train_dp(
+        ModelFactory(width=4),
+        records,
+        DpSettings(target_epsilon=2.0, epochs=1, batch_patients=32, accountant="rdp"),
+        test=test,
+        audit=audit,
+    )
+    assert result.account.epsilon <= 2.05 and result.account.patients == len(
+        result.audit.members.nonzero()[0]
+    )
+    card = result.to_card()
+    assert card["kind"] == "dp-training" and "rmia-online" in card["metrics"]
+    assert card["checks"][0]["check"] == "delta <= 1/N patients" and card["checks"][0]["passed"]
+    _, html = write_card(card, tmp_path / "dp")
+    assert "<svg" in html.read_text()

@@ -158,7 +158,7 @@ def render_card_html(card: dict[str, Any]) -> str:
     if card.get("checks"):
         out.append("<h2>Checks against the policy</h2>")
         out.append(_table(card["checks"]))
-    if "metrics" in card and card["kind"] == "membership-inference":
+    if "roc" in card:  # membership audits, and the DP card that carries one
         out.append("<h2>Attacks</h2>")
         out.append(_table(_metrics_rows(card["metrics"])))
         out.append(

@@ -381,6 +381,7 @@ def mia(
         for i, m in enumerate(splits)
     ]
     results, execution = run_jobs(jobs, settings.workers)
+    all_results = list(results)
     trained = time.perf_counter()
     if target_model is None:
         target, target_auc = results[0].phi, results[0].test_auc
@@ -459,6 +460,8 @@ def mia(
             "train_s": round(trained - start, 2),
             "total_s": round(time.perf_counter() - start, 2),
             "per_model_s": round(float(np.mean([r.seconds for r in results] or [0.0])), 2),
+            # CPU seconds of every training job together: what an idle machine needs.
+            "training_cpu_s": round(sum(r.cpu_seconds for r in all_results), 2),
         },
         execution=execution,
         notes=notes,

@@ -49,6 +49,7 @@ class JobResult:
     phi: NDArray[np.float64]
     test_auc: float | None
     seconds: float
+    cpu_seconds: float = 0.0
 
 
 def run_job(job: Job) -> JobResult:
@@ -57,7 +58,7 @@ def run_job(job: Job) -> JobResult:
 
     torch = require_torch()
     torch.set_num_threads(max(1, job.threads))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     torch.manual_seed(job.seed)
     model = job.model_factory()
     model = job.train_fn(model, job.records.subset(job.train), job.seed)
@@ -65,7 +66,7 @@ def run_job(job: Job) -> JobResult:
     test = None
     if job.test is not None and not job.test.is_segmentation:
         test = utility_auc(model, job.test)
-    return JobResult(job.name, phi, test, time.perf_counter() - start)
+    return JobResult(job.name, phi, test, time.perf_counter() - start, time.process_time() - cpu)
 
 
 def picklable(*objects: Any) -> bool:
