@@ -250,6 +250,9 @@ ae_title = "ARCHIVE"
     print(f"archive: {len(uids)} instances; every released instance exactly once: {exact}")
     batches = [line for line in metrics.splitlines() if line.startswith("radguard_gateway_batch")]
     print(f"gateway: {', '.join(batches)}")
+    for line in (root / "serve.log").read_text().splitlines():
+        if " batch " in line:
+            print("  " + line.split("radguard.gateway: ", 1)[-1])
     shutil.rmtree(root, ignore_errors=True)
     return 0 if exact and not errors else 1
 

@@ -125,3 +125,85 @@ def test_pull_dimse(pacs, tmp_path: Path, retrieve: Retrieve) -> None:  # type: 
     assert not result.failed_studies
     assert _released(tmp_path / "out") == expected[study]
     assert result.verify is not None and result.verify.passed, result.verify.findings[:3]
+
+
+class _BearerProxy:
+    """A small reverse proxy that admits only ``Authorization: Bearer <token>`` and forwards
+    to the PACS with its own credentials: the shape of an OAuth-protected DICOMweb front."""
+
+    def __init__(self, upstream: str, token: str, upstream_auth: tuple[str, str]) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def _proxy(self) -> None:
+                if self.headers.get("Authorization") != f"Bearer {token}":
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() in ("accept", "content-type")
+                }
+                answer = requests.request(
+                    self.command,
+                    upstream + self.path,
+                    data=body,
+                    headers=headers,
+                    auth=upstream_auth,
+                    timeout=60,
+                )
+                self.send_response(answer.status_code)
+                for key in ("Content-Type",):
+                    if key in answer.headers:
+                        self.send_header(key, answer.headers[key])
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            do_GET = do_POST = _proxy
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_bearer_token_for_stow_and_pull(pacs, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """STOW-RS (a gateway destination) and QIDO/WADO-RS (pull) with a bearer token."""
+    from radguard.gateway import ForwardError
+    from radguard.gateway.config import AuthKind, Destination, DestinationKind, HttpAuth
+    from radguard.gateway.forward import send_stow
+
+    server, key, expected, _, _, _ = pacs
+    proxy = _BearerProxy(server.url, "tok-123", next(iter(USERS.items())))
+    try:
+        monkeypatch.setenv("RG_TEST_TOKEN", "tok-123")
+        destination = Destination(
+            "web", DestinationKind.STOWRS, "archive", "research",
+            url=f"{proxy.url}/dicom-web", auth=HttpAuth(AuthKind.BEARER, token_env="RG_TEST_TOKEN"),
+        )  # fmt: skip
+        study = min((u for u in expected if expected[u]), key=lambda u: len(expected[u]))
+        out = tmp_path / "out"
+        (tmp_path / "token").write_text("tok-123\n")
+        result = radguard(
+            "pull", "--from", "dicomweb", "--url", f"{proxy.url}/dicom-web", "--auth", "bearer",
+            "--token-file", str(tmp_path / "token"), "--study", study, "--key-file", str(key),
+            "--policy", POLICY, str(out),
+        )  # fmt: skip
+        assert _released(out) == expected[study], result.stderr
+        files = sorted(out.rglob("*.dcm"))
+        send_stow(destination, files)  # the de-identified study back, through the proxy
+        held = server.instances()
+        assert expected[study] <= set(held)
+        monkeypatch.setenv("RG_TEST_TOKEN", "wrong")
+        with pytest.raises(ForwardError, match="HTTP 401"):
+            send_stow(destination, files)
+    finally:
+        proxy.server.shutdown()

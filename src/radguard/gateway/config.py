@@ -111,6 +111,7 @@ class Destination:
     # folder
     path: Path | None = None
     timeout_s: float = 30.0
+    concurrency: int = 4  # studies delivered at once (one association each)
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,7 @@ _KNOWN: dict[str, set[str]] = {
         "ca_bundle",
         "path",
         "timeout_s",
+        "concurrency",
     },
 }
 
@@ -512,6 +514,7 @@ def _destinations(
         recipient = r.text("recipient", name)
         purpose = r.text("purpose", "research")
         timeout = r.number("timeout_s", 30.0, 0.1, 3600.0)
+        concurrency = r.integer("concurrency", 4, 1, 64)
         address = r.text("address", "")
         agreement = r.text("agreement", "")
         legal_basis = r.text("legal_basis", "")
@@ -528,6 +531,7 @@ def _destinations(
                     calling_ae_title=r.ae_title("calling_ae_title", ae_title),
                     tls=_tls(item.get("tls"), f"destination[{index}].tls", base, problems),
                     timeout_s=timeout,
+                    concurrency=concurrency,
                     address=address,
                     agreement=agreement,
                     legal_basis=legal_basis,
@@ -566,6 +570,7 @@ def _destinations(
                     auth=auth,
                     ca_bundle=r.path("ca_bundle"),
                     timeout_s=timeout,
+                    concurrency=concurrency,
                     address=address,
                     agreement=agreement,
                     legal_basis=legal_basis,
@@ -582,6 +587,7 @@ def _destinations(
                     agreement=agreement,
                     legal_basis=legal_basis,
                     path=r.path("path", True),
+                    concurrency=concurrency,
                 )
             )
     return tuple(out)

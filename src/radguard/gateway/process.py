@@ -56,6 +56,8 @@ class BatchOutcome:
     excluded: int = 0
     withheld: bool = False
     verify_failed_studies: int = 0
+    deid_s: float = 0.0
+    verify_s: float = 0.0
     reasons: list[str] = field(default_factory=list)
 
 
@@ -77,6 +79,7 @@ def process_batch(
     if not source.exists() or not any(source.iterdir()):
         _finish(spool, batch)
         return outcome
+    started = time.perf_counter()
     summary = run_deid(
         RunOptions(
             source,
@@ -91,6 +94,7 @@ def process_batch(
         settings.policy,
         settings.keyring,
     )
+    outcome.deid_s = round(time.perf_counter() - started, 2)
     lines = _manifest(run_dir / "manifest.jsonl")
     batch_summary: dict[str, Any] = {
         "batch": batch.name,
@@ -118,7 +122,9 @@ def process_batch(
         outcome.reasons.append(reason)
     bad_studies: dict[str, list[str]] = {}
     if settings.verify and not summary.withheld and summary.counts.get("released"):
+        started = time.perf_counter()
         bad_studies = _verify(out, source, settings.policy)
+        outcome.verify_s = round(time.perf_counter() - started, 2)
         batch_summary["verify"] = "passed" if not bad_studies else "some studies withheld"
     # What was not released: originals to the dead letter folder, with the reasons.
     for line in lines:
@@ -186,6 +192,20 @@ def process_batch(
     write_json_atomic(batch / "enqueued.json", {"at": time.time(), **outcome.__dict__})
     _finish(spool, batch)
     return outcome
+
+
+def process_batch_isolated(
+    root: Path, batch: Path, settings: PipelineSettings
+) -> tuple[BatchOutcome, dict[tuple[str, str], float]]:
+    """``process_batch`` in a worker process: returns the outcome and the counter increments.
+
+    The gateway runs batches in a separate process so that de-identification and the
+    verifier never hold the receiving process's interpreter lock (associations and deliveries
+    stay responsive), and a crash in a decoder takes down a worker, not the node.
+    """
+    metrics = Metrics()
+    outcome = process_batch(Spool(root, b""), batch, settings, metrics)
+    return outcome, dict(metrics.counters)
 
 
 def _manifest(path: Path) -> list[dict[str, Any]]:

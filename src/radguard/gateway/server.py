@@ -23,8 +23,8 @@ from radguard.gateway.events import Hooks, ReleasedFile, StudyForwarded
 from radguard.gateway.forward import ForwardError, Sender, sender_for, server_ssl_context
 from radguard.gateway.ledger import ledger_hook
 from radguard.gateway.metrics import Metrics, serve_http
-from radguard.gateway.process import PipelineSettings, process_batch
-from radguard.gateway.spool import Spool, remove_tree, write_json_atomic
+from radguard.gateway.process import PipelineSettings, process_batch_isolated
+from radguard.gateway.spool import Spool, read_json, remove_tree, write_json_atomic
 from radguard.settings import load_policy
 
 _log = logging.getLogger("radguard.gateway")
@@ -76,8 +76,10 @@ class Gateway:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server: Any = None
+        self._pool: Any = None  # the pipeline's worker process (started with the first batch)
         self._http: Any = None
         self._last_errors: dict[str, str] = {}
+        self._inflight: set[Path] = set()
         self._rejected: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self.last_release = 0.0
@@ -88,7 +90,9 @@ class Gateway:
         self._start_scp()
         self._spawn("radguard-processor", self._process_loop)
         for destination in self.config.destinations:
-            self._spawn(f"radguard-forward-{destination.name}", self._forward_loop, destination)
+            for index in range(destination.concurrency):
+                name = f"radguard-forward-{destination.name}-{index}"
+                self._spawn(name, self._forward_loop, destination)
         if self.config.http.port:
             self._http = serve_http(
                 self.config.http.host,
@@ -105,6 +109,11 @@ class Gateway:
         self._stop.set()
         if self._server is not None:
             self._server.shutdown()
+        if self._pool is not None:
+            # A batch in progress is abandoned (run again from the spool at the next start).
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.terminate()
+            self._pool.shutdown(wait=False, cancel_futures=True)
         for thread in self._threads:
             thread.join(timeout=60)
         if self._http is not None:
@@ -241,16 +250,34 @@ class Gateway:
             self._stop.wait(poll)
 
     def _run_batch(self, batch: Path) -> None:
-        outcome = process_batch(self.spool, batch, self.settings, self.metrics)
+        """Run a batch in the worker process; merge its counters; log what happened."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        future = self._pool.submit(process_batch_isolated, self.spool.root, batch, self.settings)
+        try:
+            outcome, counters = future.result()
+        except BrokenProcessPool:
+            self._pool = None  # a worker died (killed, or a decoder crashed): a new one next
+            raise
+        for (name, label), value in counters.items():
+            self.metrics.inc(name, label, value)
         self.metrics.inc("batches")
         _log.info(
-            "batch %s: %d studies, %d released (%d instances), %d quarantined%s",
+            "batch %s: %d studies, %d released (%d instances), %d quarantined%s; "
+            "deid %.1f s, verify %.1f s",
             outcome.batch,
             outcome.studies,
             outcome.released_studies,
             outcome.released_instances,
             outcome.quarantined,
             ", withheld by the risk gate" if outcome.withheld else "",
+            outcome.deid_s,
+            outcome.verify_s,
         )
 
     # -- forwarding ----------------------------------------------------------------------------
@@ -262,7 +289,17 @@ class Gateway:
                     return
                 if float(meta.get("next_attempt", 0.0)) > time.time():
                     continue
-                self._deliver(destination, entry, meta)
+                with self._lock:  # each entry is delivered by one forwarder at a time
+                    if entry in self._inflight:
+                        continue
+                    self._inflight.add(entry)
+                try:
+                    if (entry / "entry.json").exists():  # not finished by another forwarder
+                        meta = read_json(entry / "entry.json") or meta
+                        self._deliver(destination, entry, meta)
+                finally:
+                    with self._lock:
+                        self._inflight.discard(entry)
                 busy = True
             if not busy:
                 self._stop.wait(0.25)
