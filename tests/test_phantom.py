@@ -78,13 +78,21 @@ def released(made: Phantom, tmp_path_factory: pytest.TempPathFactory) -> Release
     lines = [
         json.loads(line) for line in (run_dir_for(out) / "manifest.jsonl").read_text().splitlines()
     ]
-    flagged = {f.file for f in made.key.files if _burned_in_flag(made.out / f.file)}
-    quarantined = {entry["input"] for entry in lines if entry["status"] == "quarantined"}
-    # without a pixel engine exactly the files flagged Burned In Annotation YES stay behind
-    assert quarantined == flagged, summary.counts
-    assert summary.counts["released"] == len(made.key.files) - len(flagged), summary.counts
+    not_released = {e["input"]: e["reasons"] for e in lines if e["status"] != "released"}
+    # the pixel stage removes burned-in text, so every phantom file leaves (flagged ones too)
+    assert not not_released, not_released
+    assert summary.counts["released"] == len(made.key.files), summary.counts
+    flagged = [f.file for f in made.key.files if _burned_in_flag(made.out / f.file)]
+    assert flagged, "the phantom plants Burned In Annotation YES files"
+    for file in flagged:
+        released_ds = pydicom.dcmread(out / _output_of(lines, file), stop_before_pixels=True)
+        assert released_ds.BurnedInAnnotation == "NO", file
     outputs = {e["input"]: e["output"] for e in lines if e["status"] == "released"}
     return Release(out, outputs)
+
+
+def _output_of(lines: list[dict[str, str]], file: str) -> str:
+    return next(e["output"] for e in lines if e["input"] == file)
 
 
 def _burned_in_flag(path: Path) -> bool:
@@ -348,15 +356,14 @@ def test_release_leaves_no_identity_outside_pixels(made: Phantom, released: Rele
 
 
 def test_release_leaves_no_burned_in_text(made: Phantom, released: Release) -> None:
-    """Files flagged Burned In Annotation YES are not released without a pixel engine; no
-    released file shows a planted identifier in its pixels."""
+    """No released file shows a planted identifier in its pixels (the pixel stage redacted
+    every identifying box, in files flagged Burned In Annotation YES and the others)."""
     identifying = {(p.file, p.value) for p in made.key.planted if p.category is Category.BURNED_IN}
     survivors = []
     for box in made.key.burned_in:
         if (box.file, box.text) not in identifying:
             continue  # e.g. the dose table of a dose screen
-        if box.file not in released.outputs:
-            continue  # not released: Burned In Annotation YES files are quarantined
+        assert box.file in released.outputs, box.file
         ds = pydicom.dcmread(released.out / released.outputs[box.file])
         if box.source.startswith("(60"):
             assert not any(tag >> 16 == int(box.source[1:5], 16) for tag in ds.keys())
@@ -376,8 +383,8 @@ def test_release_keeps_what_research_needs(made: Phantom, released: Release) -> 
     values: dict[tuple[str, str], str] = {}
     lost = []
     for entry in made.key.planted:
-        if entry.expect is not Expect.KEEP or entry.file not in released.outputs:
-            continue  # files not released (burned-in text) keep nothing by design
+        if entry.expect is not Expect.KEEP:
+            continue
         name = released.outputs[entry.file]
         if name not in cache:
             cache[name] = pydicom.dcmread(released.out / name, stop_before_pixels=True)
