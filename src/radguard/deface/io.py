@@ -137,8 +137,7 @@ def write_series(series: DicomSeries, data: NDArray[np.generic], out_dir: Path) 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(path, force=True)
-            ds.decompress() if ds.file_meta.TransferSyntaxUID.is_compressed else None
-        stored = np.ascontiguousarray(data[:, :, k].T).astype(ds.pixel_array.dtype)
+        stored = np.ascontiguousarray(data[:, :, k].T)  # the dtype the pixels decoded to
         _mark_defaced(ds, stored)
         name = f"{k + 1:04d}.dcm"
         _write_atomic(ds, out_dir / name)
@@ -151,6 +150,7 @@ def _mark_defaced(ds: Dataset, stored: NDArray[np.generic]) -> None:
     original_class = str(ds.SOPClassUID)
     ds.PixelData = stored.tobytes()
     ds["PixelData"].VR = "OW" if int(ds.BitsAllocated) > 8 else "OB"
+    ds["PixelData"].is_undefined_length = False  # native now, whatever it was encoded as
     ds.SOPInstanceUID = derived_uid(original_sop, "sop")
     ds.SeriesInstanceUID = derived_uid(str(ds.get("SeriesInstanceUID", original_sop)), "series")
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
