@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_IN := demo-in
 DEMO_OUT := demo-out
+HOME_DIR := $(CURDIR)/.radguard
+RG := RADGUARD_HOME=$(HOME_DIR) $(BIN)/radguard
 
 .PHONY: demo test install lint typecheck clean bench
 
@@ -21,9 +23,17 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 demo: $(STAMP)
-	rm -rf $(DEMO_IN) $(DEMO_OUT) $(DEMO_OUT).run
-	RADGUARD_HOME=$(CURDIR)/.radguard $(BIN)/radguard sample $(DEMO_IN)
-	RADGUARD_HOME=$(CURDIR)/.radguard $(BIN)/radguard deid $(DEMO_IN) $(DEMO_OUT) --quarantine; \
+	rm -rf $(DEMO_IN) $(DEMO_OUT) $(DEMO_OUT).run $(HOME_DIR)
+	$(RG) sample $(DEMO_IN)
+	@echo "--- site keys (pseudonym key created on first use; release and ledger signing keys):"
+	$(RG) key new --kind release
+	$(RG) key new --kind ledger
+	@echo "--- consent: one patient opted out of research, one out of AI training"
+	mkdir -p $(HOME_DIR) && printf 'patient_id,purpose,decision\n98890234,research,deny\n77654033,ai-training,deny\n' > $(HOME_DIR)/demo-consent.csv
+	$(RG) consent import $(HOME_DIR)/demo-consent.csv
+	@echo "--- de-identify (research policy: header, burned-in text by OCR), signed and recorded"
+	$(RG) deid $(DEMO_IN) $(DEMO_OUT) --quarantine --purpose research \
+	  --release-to "Demo AI Lab" --agreement DEMO-DUA-1; \
 	  rc=$$?; echo "radguard deid exit code: $$rc (1 = some odd sample files were quarantined, by design)"; \
 	  test $$rc -le 1
 	@echo "--- why files were not released (from $(DEMO_OUT).run/manifest.jsonl):"
@@ -31,9 +41,13 @@ demo: $(STAMP)
 	@echo "--- released tree (first entries):"
 	@find $(DEMO_OUT) -name '*.dcm' | sort | head -5
 	@echo "--- prove it: search every released file for what is left of the originals"
-	$(BIN)/radguard verify $(DEMO_IN) $(DEMO_OUT) --report $(DEMO_OUT).run/verify.html
+	$(RG) verify $(DEMO_IN) $(DEMO_OUT) --report $(DEMO_OUT).run/verify.html
 	@echo "--- re-identification risk of the released set"
-	$(BIN)/radguard risk $(DEMO_OUT) --population 100000
+	$(RG) risk $(DEMO_OUT) --population 100000
+	@echo "--- govern it: the signed release, the ledger, a patient's accounting of disclosures"
+	$(RG) verify-release $(DEMO_OUT)
+	$(RG) ledger verify
+	$(RG) ledger account --patient 12345678
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts bench
