@@ -196,9 +196,13 @@ class Serve:
             return sock.connect_ex(("127.0.0.1", port)) == 0
 
     def kill(self) -> None:
+        """SIGKILL the gateway; its pipeline worker must not survive it (no orphan batch)."""
         assert self.process is not None
+        children = _children(self.process.pid)
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
+        wait_for(lambda: not any(Path(f"/proc/{c}").exists() for c in children), 20,
+                 "the gateway's worker process to die with it")  # fmt: skip
 
     def stop(self) -> int:
         if self.process is None or self.process.poll() is not None:
@@ -209,6 +213,18 @@ class Serve:
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def radguard(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:

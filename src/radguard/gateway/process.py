@@ -208,6 +208,19 @@ def process_batch_isolated(
     return outcome, dict(metrics.counters)
 
 
+def die_with_parent() -> None:
+    """Worker initializer (Linux): SIGKILL this worker when the gateway process dies, so a
+    killed gateway never leaves an orphan working on a batch the next gateway runs again."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux/glibc
+        pass
+
+
 def _manifest(path: Path) -> list[dict[str, Any]]:
     lines = []
     if path.exists():

@@ -23,7 +23,7 @@ from radguard.gateway.events import Hooks, ReleasedFile, StudyForwarded
 from radguard.gateway.forward import ForwardError, Sender, sender_for, server_ssl_context
 from radguard.gateway.ledger import ledger_hook
 from radguard.gateway.metrics import Metrics, serve_http
-from radguard.gateway.process import PipelineSettings, process_batch_isolated
+from radguard.gateway.process import PipelineSettings, die_with_parent, process_batch_isolated
 from radguard.gateway.spool import Spool, read_json, remove_tree, write_json_atomic
 from radguard.settings import load_policy
 
@@ -251,19 +251,26 @@ class Gateway:
 
     def _run_batch(self, batch: Path) -> None:
         """Run a batch in the worker process; merge its counters; log what happened."""
+        from concurrent.futures import CancelledError
         from concurrent.futures.process import BrokenProcessPool
 
         if self._pool is None:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent
+            )
         future = self._pool.submit(process_batch_isolated, self.spool.root, batch, self.settings)
         try:
             outcome, counters = future.result()
         except BrokenProcessPool:
             self._pool = None  # a worker died (killed, or a decoder crashed): a new one next
+            if self._stop.is_set():
+                return  # stopping: the batch runs again at the next start
             raise
+        except CancelledError:
+            return  # stopping
         for (name, label), value in counters.items():
             self.metrics.inc(name, label, value)
         self.metrics.inc("batches")
