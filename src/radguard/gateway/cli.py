@@ -286,8 +286,11 @@ def pull(
         verify=not no_verify,
         keep_originals=keep_originals,
     )
-    for uid, reason in result.failed_studies.items():
-        click.echo(f"study {uid[:8]}...: {reason}", err=True)
+    for index, uid in enumerate(result.studies, start=1):  # original UIDs are not printed
+        if uid in result.failed_studies:
+            click.echo(
+                f"study {index} of {len(result.studies)}: {result.failed_studies[uid]}", err=True
+            )
     if result.summary is None:
         raise RadguardError("nothing was fetched")
     counts = result.summary.counts
