@@ -115,8 +115,8 @@ def deface_series(
             return _unassembled(key, inputs, f"{len(paths)} slice(s), too few to render", hint)
         try:
             series = read_series([Path(p) for p in paths])
-        except VolumeError as error:
-            return _unassembled(key, inputs, str(error), hint)
+        except VolumeError as error:  # enough slices for a face, but no volume to look at
+            return _unassembled(key, inputs, str(error), True)
         outcome = deface_volume(series.volume, settings, head_hint=hint)
         result = _result(key, "dicom", [str(p) for p in series.paths], outcome)
         if outcome.status is Status.DEFACED and outcome.data is not None:

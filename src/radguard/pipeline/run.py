@@ -180,13 +180,14 @@ def run_deid(
     if Option.CLEAN_RECOGNIZABLE_VISUAL_FEATURES in policy.options and not opts.dry_run:
         from radguard.deface.pipeline import plan_faces
 
-        pending = [
-            (str(p), d)
+        # every file, done or not: a series half released before a restart is still
+        # defaced whole (outputs are deterministic), never judged from its remaining slices
+        inputs = [
+            (str(p), pseudo.digest("input-path", str(p)))
             for p in discover(opts.input.resolve(), skip=out)
-            if (d := pseudo.digest("input-path", str(p))) not in done
         ]
         dask = opts.scheduler if opts.executor == "dask" else ""
-        faces = plan_faces(pending, run_dir / "deface", None, opts.workers or 1, dask)
+        faces = plan_faces(inputs, run_dir / "deface", None, opts.workers or 1, dask)
         job = replace(job, face_plan=str(faces.path))
 
     def tasks() -> Iterator[Task]:
