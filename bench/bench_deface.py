@@ -55,10 +55,14 @@ def _judge(before: Volume, after_data: np.ndarray) -> dict[str, object]:
     face = detect.best([f for f in detect.find_faces(shot.image) if f.detector == "dlib-hog"])
     if face is None:
         return {"face_before": False}
-    hits = 0
+    hits = 0  # the same rule as radguard's own gate (engine._faces_in, _still_a_face)
     for view in _PROOF_VIEWS:
         image = render(frame.view(after_head), spacing, view).image
-        hits += sum(f.detector == "dlib-hog" for f in detect.find_faces(image, sensitive=True))
+        sensitive = view not in (View.LEFT, View.RIGHT)
+        hits += sum(
+            f.detector == "dlib-hog" and f.box[2] >= 0.6 * face.box[2]
+            for f in detect.find_faces(image, sensitive=sensitive)
+        )
     front = render(frame.view(after_head), spacing, View.FRONT).image
     distance = float(
         np.linalg.norm(detect.embedding(front, face.box) - detect.embedding(shot.image, face.box))
