@@ -18,6 +18,9 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev,all]'
+	# pydeface's package data holds a real averaged whole-head T1 with its face, used by the
+	# defacing tests; its code needs FSL and is never run, so its dependencies are not installed.
+	$(BIN)/python -m pip install --quiet --no-deps 'pydeface==2.1.0'
 	touch $(STAMP)
 
 install: $(STAMP)
