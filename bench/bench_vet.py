@@ -21,6 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "pneumoniamnist.npz"
 FIXTURE = ROOT / "tests" / "data" / "pneumoniamnist-small.npz"
+SWEEP: dict[str, Any] = {"batches": (1, 4, 8), "steps": (1, 3), "trials": 2}
 
 
 def _fmt_tpr(item: dict[str, Any]) -> str:
@@ -201,9 +202,9 @@ def bench_gradients(data: Path, out: dict[str, Any]) -> list[str]:
         ModelFactory(norm="batch"),
         records,
         InversionSettings(
-            batch_sizes=(1, 4, 8),
-            local_steps=(1, 3),
-            trials=2,
+            batch_sizes=SWEEP["batches"],
+            local_steps=SWEEP["steps"],
+            trials=SWEEP["trials"],
             defences=(NO_DEFENCE, DEFAULT_DEFENCE),
         ),
     )
@@ -264,13 +265,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--parts", default="mia,dp,memorization,gradients")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--grad-batches", default="1,4,8", help="gradient sweep batch sizes")
+    parser.add_argument("--grad-steps", default="1,3", help="gradient sweep local steps")
+    parser.add_argument("--grad-trials", type=int, default=2)
     args = parser.parse_args()
+    SWEEP["batches"] = tuple(int(v) for v in args.grad_batches.split(","))
+    SWEEP["steps"] = tuple(int(v) for v in args.grad_steps.split(","))
+    SWEEP["trials"] = args.grad_trials
     data = SHARED if SHARED.is_file() else FIXTURE
     out: dict[str, Any] = {"data": str(data)}
     lines = [
         "## Model vetting (issue 7)",
         "",
-        f"Command: `nice .venv/bin/python bench/bench_vet.py --parts {args.parts}`; data "
+        f"Command: `nice .venv/bin/python bench/bench_vet.py --parts {args.parts} "
+        f"--grad-batches {args.grad_batches} --grad-steps {args.grad_steps} "
+        f"--grad-trials {args.grad_trials}`; data "
         f"`{data.name}` (PneumoniaMNIST, Yang et al. 2023, CC BY 4.0). Machine: the shared "
         f"2-vCPU VM, run under `nice` while {os.cpu_count()} cores were shared with four "
         "other jobs: wall times are upper bounds. No GPU used.",

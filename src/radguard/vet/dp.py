@@ -35,6 +35,7 @@ class DpSettings:
     max_grad_norm: float = 1.0
     accountant: str = "prv"
     threads: int = 0
+    optimizer: str = "adam"  # or "sgd" (momentum 0.9)
 
     def __post_init__(self) -> None:
         if self.target_epsilon <= 0:
@@ -122,7 +123,11 @@ def train_private(
         batch_size=min(settings.batch_patients, patients),
         generator=torch.Generator().manual_seed(seed),
     )
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    optimizer = (
+        torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=0.9)
+        if settings.optimizer == "sgd"
+        else torch.optim.Adam(model.parameters(), lr=settings.lr)
+    )
     engine = PrivacyEngine(accountant=settings.accountant, secure_mode=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
