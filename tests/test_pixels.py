@@ -213,7 +213,7 @@ def test_phantom_image_identifiers_removed_labels_kept(cleaner: PixelCleaner) ->
             20,
             80,
         ),
-        ("C5-1", False, 400, 200),
+        ("C5-1", False, 440, 240),
         ("12 cm", False, 420, 300),
     ]
     for text, identifying, x, y in placed:

@@ -43,9 +43,10 @@ class Pass(enum.Enum):
     CHROMA = "chroma"
     INVERT = "invert"
     FLAT = "flat"
+    FINE = "fine"
 
 
-DEFAULT_PASSES = (Pass.BASE, Pass.FLAT, Pass.CHROMA)
+DEFAULT_PASSES = (Pass.BASE, Pass.FLAT, Pass.FINE, Pass.CHROMA)
 _UPSCALE_BELOW = 400
 
 
@@ -83,7 +84,7 @@ def pass_views(image: Image, passes: tuple[Pass, ...]) -> list[tuple[Pass, Image
             views.append((kind, local))
         elif kind is Pass.INVERT:
             views.append((kind, 255 - image))
-        elif kind is Pass.FLAT:
+        elif kind in (Pass.FLAT, Pass.FINE):
             views.append((kind, _flat(image)))
         elif kind is Pass.CHROMA and image.ndim == 3:
             chroma = image.max(axis=2).astype(np.int16) - image.min(axis=2)
@@ -127,15 +128,17 @@ def read_frame(
 
     started = time.perf_counter()
     rows, cols = image.shape[:2]
-    factor = 2 if min(rows, cols) < _UPSCALE_BELOW else 1
-    views = pass_views(image, passes)
-    if factor > 1:
-        size = (cols * factor, rows * factor)
-        views = [(k, _resize(v, size)) for k, v in views]
+    base = 2 if min(rows, cols) < _UPSCALE_BELOW else 1
+    views: list[tuple[Image, int]] = []
+    for kind, view in pass_views(image, passes):
+        factor = base * 2 if kind is Pass.FINE else base
+        views.append(
+            (_resize(view, (cols * factor, rows * factor)) if factor > 1 else view, factor)
+        )
     found: list[tuple[Box, int]] = []
-    for index, (_, view) in enumerate(views):
+    for index, (view, factor) in enumerate(views):
         for box in engine.detect(view):
-            found.append((box, index))
+            found.append((box.scaled(factor) if factor > 1 else box, index))
     if stats is not None:
         stats.detections += len(views)
     merged = _merge(found)
@@ -144,9 +147,9 @@ def read_frame(
     for box, index in merged:
         by_view.setdefault(index, []).append(box)
     for index, boxes in by_view.items():
-        view = views[index][1]
-        for line in engine.read(view, boxes):
-            box = line.box.scaled(factor) if factor > 1 else line.box
+        view, factor = views[index]
+        scaled = [Box(b.x * factor, b.y * factor, b.w * factor, b.h * factor) for b in boxes]
+        for box, line in zip(boxes, engine.read(view, scaled), strict=True):
             box = Box(box.x, box.y, min(box.w, cols - box.x), min(box.h, rows - box.y))
             lines.append(Line(box, line.text, line.score))
     if stats is not None:
