@@ -288,9 +288,9 @@ def gradients_command(
 @_NO_LEDGER
 @click.option("--epsilon", default=8.0, show_default=True, help="Target epsilon per patient.")
 @click.option("--delta", type=float, default=None, help="Default 1/(10 N patients).")
-@click.option("--epochs", default=15, show_default=True)
-@click.option("--batch-patients", default=128, show_default=True, help="Expected batch size.")
-@click.option("--lr", default=2e-3, show_default=True)
+@click.option("--epochs", default=20, show_default=True)
+@click.option("--batch-patients", default=256, show_default=True, help="Expected batch size.")
+@click.option("--lr", default=1e-2, show_default=True)
 @click.option("--max-grad-norm", default=1.0, show_default=True)
 @click.option(
     "--audit-references",

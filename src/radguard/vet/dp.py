@@ -29,9 +29,9 @@ class DpSettings:
 
     target_epsilon: float = 8.0
     delta: float | None = None
-    epochs: int = 15
-    batch_patients: int = 128
-    lr: float = 2e-3
+    epochs: int = 20
+    batch_patients: int = 256
+    lr: float = 1e-2
     max_grad_norm: float = 1.0
     accountant: str = "prv"
     threads: int = 0
