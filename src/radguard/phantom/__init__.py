@@ -60,8 +60,8 @@ The answer key (JSON, UTF-8; default ``<out>.answer.json`` beside ``out``, never
   replaced, shifted or cleaned), or ``keep`` (research needs it and the research policy keeps
   it: patient characteristics, geometry, acquisition parameters, clinical words, safe private
   attributes of PS3.15 Table E.3.10-1, and times, which whole-day date shifts leave as they
-  are). Burned-in text is ``remove``: it needs Clean Pixel Data, which ``research`` does not
-  select, so a research release still carries it in the pixels.
+  are). Burned-in text is ``remove``: ``research`` selects Clean Pixel Data, whose
+  pixel stage must paint it over (``verify --answer-key`` checks the boxes on released pixels).
 - ``burned_in`` boxes are drawn without anti-aliasing: every pixel of
   ``radguard.phantom.burn.text_mask(text, Font(font, size))`` placed at x, y has value ``ink``.
 """

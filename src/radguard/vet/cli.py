@@ -213,7 +213,7 @@ def mia_command(
 )
 @click.option("--fpr", default=0.01, show_default=True, help="Held-out images allowed flagged.")
 @click.option("--max-share", default=0.05, show_default=True, help="Policy: near-copy share.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Seed of the encoder and sampling.")
 def memorization_command(
     spec: Path,
     out: Path,
@@ -248,7 +248,7 @@ def memorization_command(
 @click.option("--iterations", default=300, show_default=True, help="Attack optimizer steps.")
 @click.option("--trials", default=2, show_default=True, help="Batches attacked per cell.")
 @click.option("--utility-rounds", default=0, show_default=True, help="FedAvg rounds (0: skip).")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Seed of the batches and attack.")
 def gradients_command(
     spec: Path,
     out: Path,
@@ -288,10 +288,10 @@ def gradients_command(
 @_NO_LEDGER
 @click.option("--epsilon", default=8.0, show_default=True, help="Target epsilon per patient.")
 @click.option("--delta", type=float, default=None, help="Default 1/(10 N patients).")
-@click.option("--epochs", default=20, show_default=True)
+@click.option("--epochs", default=20, show_default=True, help="Training epochs.")
 @click.option("--batch-patients", default=256, show_default=True, help="Expected batch size.")
-@click.option("--lr", default=1e-2, show_default=True)
-@click.option("--max-grad-norm", default=1.0, show_default=True)
+@click.option("--lr", default=1e-2, show_default=True, help="Learning rate (Adam).")
+@click.option("--max-grad-norm", default=1.0, show_default=True, help="Per-patient clipping norm.")
 @click.option(
     "--audit-references",
     default=4,
@@ -299,8 +299,8 @@ def gradients_command(
     help="References for the membership audit of the trained model (0: no audit).",
 )
 @click.option("--save", type=click.Path(path_type=Path), help="Save the model state_dict here.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--workers", default=2, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Seed of the splits and training.")
+@click.option("--workers", default=2, show_default=True, help="Training processes (0: all).")
 def train_dp_command(
     spec: Path,
     out: Path,
