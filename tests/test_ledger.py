@@ -393,6 +393,7 @@ def test_record_forward_is_accounted(home: Path, tmp_path: Path, keyring: object
         assert receipt.index == 0 and receipt.head.size == 1
         rows = account(ledger, keyring, "MRN-42")
         assert [(r.recipient, r.studies) for r in rows] == [("Remote PACS", 1)]
+        assert rows[0].description.startswith("1 study(ies) of this patient, in a release of")
         assert account(ledger, keyring, "MRN-43") == []
         assert b"MRN-42" not in path.read_bytes()
 

@@ -78,16 +78,19 @@ def account(
             raise LedgerTampered(f"entry {index} is not included in the signed head (altered)")
         recipient = entry.get("recipient", {})
         purpose = str(entry.get("purpose", ""))
+        count = sum(len(s.get("studies", [])) for s in studies)
         found.append(
             Disclosure(
                 date=str(entry.get("time", ""))[:10],
                 recipient=str(recipient.get("name", "")),
                 address=str(recipient.get("address", "")),
-                description=str(entry.get("description", "")),
+                # the patient's own share first, then what the whole release held
+                description=f"{count} study(ies) of this patient, in a release of "
+                + str(entry.get("description", "")),
                 purpose=PURPOSE_TEXT.get(purpose, purpose),
                 agreement=str(entry.get("agreement", "")),
                 legal_basis=str(entry.get("legal_basis", "")),
-                studies=sum(len(s.get("studies", [])) for s in studies),
+                studies=count,
                 entry=index,
                 verified=verified,
             )
