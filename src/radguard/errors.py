@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import traceback
+
 
 class RadguardError(Exception):
     """Base of every error radguard raises on purpose."""
@@ -50,3 +53,10 @@ DICOM_READ_ERRORS: tuple[type[Exception], ...] = (
     AttributeError,
     OverflowError,
 )
+
+
+def log_failure(logger: logging.Logger, message: str, error: BaseException) -> None:
+    """Log where an unexpected error happened without its message: exception messages from
+    DICOM parsing and network libraries can quote attribute values (PHI)."""
+    stack = "".join(traceback.format_tb(error.__traceback__))
+    logger.error("%s: %s (message withheld)\n%s", message, type(error).__name__, stack.rstrip())

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from radguard.errors import log_failure
+
 _log = logging.getLogger("radguard.gateway")
 
 
@@ -67,5 +69,5 @@ class Hooks:
         for hook in self.notify:
             try:
                 hook(event)
-            except Exception:  # noqa: BLE001 - notifications never stop delivery
-                _log.exception("study_forwarded hook failed")
+            except Exception as error:  # noqa: BLE001 - notifications never stop delivery
+                log_failure(_log, "study_forwarded hook failed", error)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from radguard.deid.keys import load_key
+from radguard.errors import log_failure
 from radguard.gateway.config import Destination, GatewayConfig
 from radguard.gateway.events import Hooks, ReleasedFile, StudyForwarded
 from radguard.gateway.forward import ForwardError, Sender, sender_for, server_ssl_context
@@ -150,8 +151,8 @@ class Gateway:
                 try:
                     target(*args)
                     return
-                except Exception:  # noqa: BLE001 - log, wait, go on: the spool keeps the state
-                    _log.exception("%s failed; restarting it in 5 s", name)
+                except Exception as error:  # noqa: BLE001 - log, wait, go on: the spool keeps it
+                    log_failure(_log, f"{name} failed; restarting it in 5 s", error)
                     self.metrics.inc("internal_errors", name)
                     self._stop.wait(5)
 

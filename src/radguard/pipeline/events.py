@@ -12,6 +12,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from radguard.errors import log_failure
+
 FILE_RELEASED = "file_released"
 FILE_REJECTED = "file_rejected"
 RELEASE_COMPLETED = "release_completed"
@@ -34,5 +36,5 @@ class EventBus:
         for handler in self._handlers.get(event, []):
             try:
                 handler(payload)
-            except Exception:  # noqa: BLE001 - subscribers must not break the pipeline
-                _log.exception("event handler for %s failed", event)
+            except Exception as error:  # noqa: BLE001 - subscribers must not break the pipeline
+                log_failure(_log, f"event handler for {event} failed", error)
