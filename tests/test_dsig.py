@@ -178,6 +178,9 @@ def test_intake_records_signatures_before_deid(tmp_path: Path) -> None:
     ds.PatientName = "Altered^After^Signing"
     bad = dsig.intake_note(ds)
     assert bad is not None and "INVALID" in bad
+    # the run summary counts notes through intake_verdict, not by searching the prose
+    assert (dsig.intake_verdict(note), dsig.intake_verdict(bad)) == ("valid", "invalid")
+    assert dsig.intake_verdict("input: decoder warning") is None
 
 
 def test_trust_follows_the_issuer_signature(tmp_path: Path) -> None:

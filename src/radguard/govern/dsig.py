@@ -408,18 +408,32 @@ def sign_tree(root: Path, signer: object, workers: int = 1) -> int:
     return sum(done)
 
 
+INTAKE_NOTE = "input signature: "  # prefix of the run-record note written by intake_note
+
+
 def intake_note(ds: Dataset) -> str | None:
-    """What the original carried, for the run records: None when it had no signature."""
+    """What the original carried, for the run records: None when it had no signature.
+
+    The note starts with ``INTAKE_NOTE`` and then ``valid``, ``invalid`` or ``unchecked``, so
+    :func:`intake_verdict` reads it back without parsing prose.
+    """
     if "DigitalSignaturesSequence" not in ds:
         return None
     try:
         checks = verify_dataset(ds)
     except Exception as error:  # noqa: BLE001 - a malformed signature is recorded, not fatal
-        return f"input signature: could not be checked ({type(error).__name__})"
+        return f"{INTAKE_NOTE}unchecked: could not be checked ({type(error).__name__})"
     valid = sum(c.valid for c in checks)
     if valid == len(checks):
-        return f"input signature: {valid} valid DICOM signature(s) before de-identification"
+        return f"{INTAKE_NOTE}valid: {valid} DICOM signature(s) before de-identification"
     return (
-        f"input signature: {len(checks) - valid} of {len(checks)} DICOM signature(s) INVALID "
-        "(the file was altered after signing)"
+        f"{INTAKE_NOTE}invalid: {len(checks) - valid} of {len(checks)} DICOM signature(s) "
+        "INVALID (the file was altered after signing)"
     )
+
+
+def intake_verdict(note: str) -> str | None:
+    """``valid`` / ``invalid`` / ``unchecked`` from a note of :func:`intake_note`, else None."""
+    if not note.startswith(INTAKE_NOTE):
+        return None
+    return note[len(INTAKE_NOTE) :].split(":", 1)[0]

@@ -325,9 +325,12 @@ def _release_recorder(opts: RunOptions, keyring: Keyring) -> Any:
 
 
 def _count_signatures(summary: RunSummary, reasons: list[str]) -> None:
+    from radguard.govern.dsig import intake_verdict
+
     for reason in reasons:
-        if reason.startswith("input signature:"):
-            key = "invalid" if "INVALID" in reason or "could not" in reason else "valid"
+        verdict = intake_verdict(reason)
+        if verdict is not None:
+            key = "valid" if verdict == "valid" else "invalid"  # unchecked counts as invalid
             summary.input_signatures[key] = summary.input_signatures.get(key, 0) + 1
 
 
