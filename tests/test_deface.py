@@ -279,3 +279,18 @@ def test_plan_runs_on_dask(tmp_path: Path) -> None:
     assert len(plan.substitutes) == len(inputs)
     assert all(Path(p).is_file() for p in plan.substitutes.values())
     assert (tmp_path / "work" / "report.html").is_file()
+
+
+def test_series_whose_output_cannot_be_written_is_refused_not_fatal(tmp_path: Path) -> None:
+    """A failure inside defacing (here: the output folder cannot be created) refuses that series
+    with the reason; it does not raise and stop the whole run."""
+    from radguard.deface.series import deface_series
+
+    head = tmp_path / "head"
+    write_head_series(head, 2.0, "CT")
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_bytes(b"")
+    paths = sorted(str(p) for p in head.iterdir())
+    result = deface_series("k", paths, str(blocker / "out"), None, True)
+    assert result.status is Status.REFUSED
+    assert result.reason.startswith("defacing failed:") and result.outputs == []

@@ -117,11 +117,21 @@ def deface_series(
             series = read_series([Path(p) for p in paths])
         except VolumeError as error:  # enough slices for a face, but no volume to look at
             return _unassembled(key, inputs, str(error), True)
-        outcome = deface_volume(series.volume, settings, head_hint=hint)
-        result = _result(key, "dicom", [str(p) for p in series.paths], outcome)
-        if outcome.status is Status.DEFACED and outcome.data is not None:
-            written = write_series(series, outcome.data, Path(out_dir))
-            result.outputs = [str(p) for p in written]
+        try:
+            outcome = deface_volume(series.volume, settings, head_hint=hint)
+            result = _result(key, "dicom", [str(p) for p in series.paths], outcome)
+            if outcome.status is Status.DEFACED and outcome.data is not None:
+                written = write_series(series, outcome.data, Path(out_dir))
+                result.outputs = [str(p) for p in written]
+        except Exception as error:  # noqa: BLE001 - one series must not stop the run
+            # fail closed: the series is refused (quarantined) with the reason, the run goes on
+            return SeriesResult(
+                key,
+                "dicom",
+                Status.REFUSED,
+                f"defacing failed: {type(error).__name__} (series not released)",
+                inputs,
+            )
     return result
 
 
