@@ -147,6 +147,9 @@ class Outcome:
     mappings: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, original, new)
     notes: list[str] = field(default_factory=list)
     trace: list[TraceLine] | None = None
+    # Overlay groups kept for the graphics stage to clean (Clean Graphics with hold_overlays):
+    # the caller must clean or remove each of them before the dataset leaves.
+    overlays_held: list[int] = field(default_factory=list)
 
 
 def mask(value: Any) -> str:
@@ -259,8 +262,12 @@ class Engine:
 
     # -- public ---------------------------------------------------------------------------
 
-    def apply(self, ds: Dataset, *, trace: bool = False) -> Outcome:
-        """De-identify ``ds`` in place and return what was done."""
+    def apply(self, ds: Dataset, *, trace: bool = False, hold_overlays: bool = False) -> Outcome:
+        """De-identify ``ds`` in place and return what was done.
+
+        ``hold_overlays``: under Clean Graphics, keep top-level Overlay Data for a caller that
+        cleans it with OCR (listed in ``Outcome.overlays_held``); otherwise overlays are removed.
+        """
         outcome = Outcome(trace=[] if trace else None)
         patient_key = self._patient_key(ds)
         outcome.patient_key = patient_key
@@ -272,6 +279,7 @@ class Engine:
         sop_class = str(ds.get("SOPClassUID", "") or "")
         modality = str(ds.get("Modality", "") or "").upper()
         walk = _Walk(self, outcome, self.iod_types.iod_for(sop_class), modality, sop_class)
+        walk.hold_overlays = hold_overlays
         walk.dataset(ds, (), Mode.KEEP)
         # Free text is cleaned once the walk has seen every identifying value of the dataset
         # (they are collected before their own attribute is changed): one pass, not two.
@@ -385,6 +393,7 @@ class _Walk:
         self.sop_class = sop_class
         self.rules = engine.rules
         self.trace = outcome.trace
+        self.hold_overlays = False
 
     # Each element: decide a rule, resolve combined codes, apply.
     def dataset(self, ds: Dataset, path: tuple[int, ...], mode: Mode) -> None:
@@ -699,12 +708,18 @@ class _Walk:
         group = tag >> 16
         if element == 0x3000:
             rule = self.rules.overlay_data
-            # PS3.15 E.3.3 Clean Graphics needs the pixel engine to read overlay bitmaps;
-            # without it the overlay cannot be shown to be free of text, so it goes.
+            full = (*path, int(tag))
+            if rule.action is Action.CLEAN and self.hold_overlays and not path:
+                # PS3.15 E.3.3 Clean Graphics: the graphics stage reads the bitmap with OCR,
+                # clears identifying text and keeps it only when a re-read finds none.
+                self.outcome.overlays_held.append(group)
+                self._log(ds, tag, full, Action.CLEAN, rule, lambda: "(held for OCR cleaning)")
+                return
+            # Without the pixel engine the overlay cannot be shown to be free of text: it goes.
             if rule.action is Action.CLEAN:
                 self.outcome.notes.append("overlay removed: no engine to clean overlay text")
             removed.add(group)
-            self._log(ds, tag, (*path, int(tag)), Action.REMOVE, rule, lambda: "(removed)")
+            self._log(ds, tag, full, Action.REMOVE, rule, lambda: "(removed)")
         elif element == 0x4000:
             self._apply(ds, tag, path, self.rules.overlay_comments, Mode.KEEP)
         elif element in (0x0022, 0x1500):  # Overlay Description, Overlay Label

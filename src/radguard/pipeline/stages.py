@@ -78,6 +78,7 @@ class Item:
     notes: list[str] = field(default_factory=list)
     size: int = 0
     pixel_identifiers: tuple[str, ...] = ()  # header values read before cleaning (pixel stage)
+    overlays_held: tuple[int, ...] = ()  # overlay groups the graphics stage must clean or remove
 
 
 @dataclass
@@ -236,18 +237,32 @@ def header_stage(item: Item, ctx: Context) -> Item:
     ds = item.dataset
     assert ds is not None
     original_study = str(ds.get("StudyInstanceUID", "") or "")
-    if Option.CLEAN_PIXEL_DATA in ctx.job.policy.options:
+    options = ctx.job.policy.options
+    graphics = Option.CLEAN_GRAPHICS in options
+    if graphics:
+        from radguard.pixels.graphics import has_graphics
+
+        graphics = has_graphics(ds)
+    if Option.CLEAN_PIXEL_DATA in options or graphics:
         from radguard.pixels.classify import header_identifiers
 
         item.pixel_identifiers = header_identifiers(ds)  # the pixel stage matches text to them
     try:
-        outcome = ctx.engine.apply(ds)
+        if graphics:  # PS3.15 E.3.3: text objects judged on the original header values
+            from radguard.pixels.graphics import clean_annotations
+
+            policy = ctx.job.policy
+            item.notes.extend(
+                clean_annotations(ds, item.pixel_identifiers, policy.pixels, policy.text_patterns)
+            )
+        outcome = ctx.engine.apply(ds, hold_overlays=graphics)
     except Rejected:
         raise
     except Exception as error:
         raise Rejected(
             f"de-identification failed: {type(error).__name__}: {_short(error)}"
         ) from error
+    item.overlays_held = tuple(outcome.overlays_held)
     item.mappings = outcome.mappings
     item.notes.extend(outcome.notes)
     study = str(ds.get("StudyInstanceUID", "") or "")
@@ -261,6 +276,33 @@ def header_stage(item: Item, ctx: Context) -> Item:
             _safe_name(str(ds.SOPInstanceUID)) + ".dcm",
         ]
     )
+    return item
+
+
+def graphics_stage(item: Item, ctx: Context) -> Item:
+    """Clean Graphics (PS3.15 E.3.3) for overlays: OCR, clear identifying bits, re-read.
+
+    Overlays the header engine held are cleaned with the pixel stage's OCR engine and kept only
+    when nothing identifying is read again; any other overlay group left (embedded in Pixel
+    Data, or held but not cleanable) is removed, with the reason noted.
+    """
+    ds = item.dataset
+    assert ds is not None
+    if not any(0x6000 <= int(tag) >> 16 <= 0x601E for tag in ds.keys()):
+        return item
+    from radguard.pixels.graphics import clean_overlays
+
+    pixels = ctx.job.policy.pixels
+    item.notes.extend(
+        clean_overlays(
+            ds,
+            item.overlays_held,
+            item.pixel_identifiers,
+            pixels,
+            lambda: _pixel_cleaner(pixels).engine,
+        )
+    )
+    item.overlays_held = ()
     return item
 
 
@@ -424,6 +466,7 @@ STAGES: tuple[Stage, ...] = (
     gate_stage,
     consent_stage,
     header_stage,
+    graphics_stage,
     pixel_stage,
     face_stage,
     write_stage,
