@@ -1,0 +1,245 @@
+"""OCR model benchmark: RapidOCR's wrapper against radguard's direct PP-OCR runner.
+
+Run from the repository root (the CPU may be shared: use nice)::
+
+    nice .venv/bin/python bench/bench_ocr_models.py
+    nice .venv/bin/python bench/bench_ocr_models.py --images 40 --threads 1 --half
+
+Same packaged models (PP-OCRv6 small, rapidocr wheel) run three ways: RapidOCR's own wrapper
+(``RapidOcrEngine``), ``PpOcrEngine`` with the full 18,710-class head, and ``PpOcrEngine``
+with the head pruned to Latin characters. Corpus: ``single_frames(seed, images)`` from
+``radguard.phantom.pixelbench``; target lines are those with cap height >= 10 px and
+contrast >= 0.2 (what the pixel pipeline must read at 1x). Figures:
+
+* detection: ms per 512 x 512 frame, and the share of target lines whose box lies inside
+  the union of the detected boxes it touches ("covered"); with ``--half``, the runner also on
+  the frame at half size (boxes scaled back), by cap height;
+* recognition on ground-truth crops (the line's box grown by a quarter of its height):
+  ms per line, one crop per call and all crops of a frame in one call, exact-match rate and
+  mean normalised edit distance (also ignoring spaces), and how often pruned == unpruned;
+* end to end (detect, then read the detected boxes): for each target line, the texts of the
+  boxes that touch it, left to right, joined by a space, against the truth.
+
+Times are the best of ``--repeat`` passes (other work on the machine only ever adds time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from radguard.phantom.pixelbench import BurnedLine, single_frames
+from radguard.pixels.engines import Box, Image, Line, OcrEngine, RapidOcrEngine
+from radguard.pixels.frames import decode, display
+from radguard.pixels.ppocr import PpOcrEngine
+
+
+@dataclass
+class Frame:
+    image: Image
+    targets: list[BurnedLine]
+
+
+def _edit_distance(a: str, b: str) -> int:
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        previous, row[0] = row[:], i
+        for j, cb in enumerate(b, 1):
+            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (ca != cb))
+    return row[len(b)]
+
+
+def normalised_distance(read: str, truth: str) -> float:
+    """Edit distance over the longer string's length (0: same, 1: nothing alike)."""
+    return _edit_distance(read, truth) / max(len(read), len(truth), 1)
+
+
+def _accuracy(pairs: Sequence[tuple[str, str]]) -> str:
+    exact = np.mean([r == t for r, t in pairs])
+    distance = np.mean([normalised_distance(r, t) for r, t in pairs])
+    spaceless = np.mean(
+        [normalised_distance(r.replace(" ", ""), t.replace(" ", "")) for r, t in pairs]
+    )
+    return f"exact {exact:6.1%}  edit {distance:.4f}  edit w/o spaces {spaceless:.4f}"
+
+
+def _target(line: BurnedLine) -> bool:
+    return line.cap_height >= 10 and line.contrast >= 0.2
+
+
+def _frames(seed: int, count: int) -> list[Frame]:
+    frames = []
+    for bench in single_frames(seed, count):
+        image = display(bench.dataset, decode(bench.dataset))[0]
+        frames.append(Frame(image, [line for line in bench.lines if _target(line)]))
+    return frames
+
+
+def _best(run: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = run()
+        best = min(best, time.perf_counter() - started)
+    return best, result
+
+
+def _covered(line: BurnedLine, boxes: list[Box]) -> bool:
+    truth = Box(line.x, line.y, line.w, line.h)
+    touching = [b for b in boxes if b.overlap(truth)]
+    if not touching:
+        return False
+    union = touching[0]
+    for box in touching[1:]:
+        union = union.union(box)
+    return union.overlap(truth) == truth.area and _gap_free(truth, touching)
+
+
+def _gap_free(truth: Box, boxes: list[Box]) -> bool:
+    """Every column of the line lies in some box (the union alone may bridge a gap)."""
+    columns = np.zeros(truth.w, bool)
+    for box in boxes:
+        if box.y <= truth.y and box.y + box.h >= truth.y + truth.h:
+            columns[max(0, box.x - truth.x) : max(0, box.x + box.w - truth.x)] = True
+    return bool(columns.all())
+
+
+def _half(engine: PpOcrEngine) -> Callable[[Image], list[Box]]:
+    import cv2
+
+    def detect(image: Image) -> list[Box]:
+        rows, cols = image.shape[:2]
+        small = cv2.resize(image, (cols // 2, rows // 2), interpolation=cv2.INTER_AREA)
+        return [b.scaled(0.5) for b in engine.detect(np.asarray(small, np.uint8))]
+
+    return detect
+
+
+def bench_detection(
+    frames: list[Frame], detectors: dict[str, Callable[[Image], list[Box]]], repeat: int
+) -> dict[str, list[list[Box]]]:
+    found: dict[str, list[list[Box]]] = {}
+    total = sum(len(f.targets) for f in frames)
+    print(f"\n-- detection: {len(frames)} frames 512 x 512, {total} target lines")
+    for name, detect in detectors.items():
+        detect(frames[0].image)  # warm up
+        seconds, boxes = _best(lambda d=detect: [d(f.image) for f in frames], repeat)  # type: ignore[misc]
+        found[name] = boxes
+        hits = sum(_covered(t, b) for f, b in zip(frames, boxes, strict=True) for t in f.targets)
+        by_cap: dict[str, list[int]] = {}
+        for frame, frame_boxes in zip(frames, boxes, strict=True):
+            for line in frame.targets:
+                bucket = by_cap.setdefault("cap>=20" if line.cap_height >= 20 else "cap<20", [0, 0])
+                bucket[0] += _covered(line, frame_boxes)
+                bucket[1] += 1
+        buckets = ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in sorted(by_cap.items()))
+        print(
+            f"{name:24s} {seconds / len(frames) * 1000:7.1f} ms/frame  covered {hits}/{total}"
+            f" ({buckets}); boxes {sum(len(b) for b in boxes)}"
+        )
+    return found
+
+
+def bench_recognition(frames: list[Frame], engines: dict[str, OcrEngine], repeat: int) -> None:
+    crops = []
+    for frame in frames:
+        rows, cols = frame.image.shape[:2]
+        boxes = [Box(t.x, t.y, t.w, t.h).grow(max(3, t.h // 4), cols, rows) for t in frame.targets]
+        crops.append((frame.image, boxes, [t.text for t in frame.targets]))
+    lines = sum(len(b) for _, b, _ in crops)
+    print(f"\n-- recognition on ground-truth crops: {lines} lines")
+    texts: dict[str, list[str]] = {}
+    for name, engine in engines.items():
+        engine.read(crops[0][0], crops[0][1][:1])  # warm up
+
+        def single(e: OcrEngine = engine) -> list[Line]:
+            return [e.read(image, [box])[0] for image, boxes, _ in crops for box in boxes]
+
+        def batched(e: OcrEngine = engine) -> list[Line]:
+            return [line for image, boxes, _ in crops for line in e.read(image, boxes)]
+
+        one, read = _best(single, repeat)
+        many, _ = _best(batched, repeat)
+        truth = [t for _, _, ts in crops for t in ts]
+        texts[name] = [line.text for line in read]
+        print(
+            f"{name:24s} {one / lines * 1000:6.1f} ms/line (1 per call) "
+            f"{many / lines * 1000:6.1f} ms/line (frame per call)  "
+            + _accuracy(list(zip(texts[name], truth, strict=True)))
+        )
+    if "runner pruned" in texts and "runner unpruned" in texts:
+        same = sum(
+            a == b for a, b in zip(texts["runner pruned"], texts["runner unpruned"], strict=True)
+        )
+        print(f"pruned == unpruned: {same}/{lines} lines")
+
+
+def bench_end_to_end(
+    frames: list[Frame],
+    engines: dict[str, OcrEngine],
+    boxes: dict[str, list[list[Box]]],
+) -> None:
+    print("\n-- end to end (each engine's own boxes, then its reading)")
+    for name, engine in engines.items():
+        detected = boxes[name]
+        pairs = []
+        started = time.perf_counter()
+        read_lines = 0
+        for frame, frame_boxes in zip(frames, detected, strict=True):
+            lines = engine.read(frame.image, frame_boxes)
+            read_lines += len(lines)
+            for target in frame.targets:
+                truth = Box(target.x, target.y, target.w, target.h)
+                touching = sorted(
+                    (ln for ln in lines if ln.box.overlap(truth)), key=lambda ln: ln.box.x
+                )
+                pairs.append((" ".join(ln.text for ln in touching), target.text))
+        seconds = time.perf_counter() - started
+        print(
+            f"{name:24s} read {read_lines} boxes in {seconds / max(read_lines, 1) * 1000:6.1f} "
+            f"ms/box  " + _accuracy(pairs)
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--images", type=int, default=40)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--half", action="store_true", help="also detect at half size")
+    args = parser.parse_args()
+    print(
+        f"cores: {os.cpu_count()}, threads: {args.threads}, "
+        f"load average at start: {os.getloadavg()[0]:.2f}"
+    )
+    frames = _frames(args.seed, args.images)
+    rapid = RapidOcrEngine(threads=args.threads)
+    pruned = PpOcrEngine(args.threads)
+    full = PpOcrEngine(args.threads, latin_only=False)
+    detectors: dict[str, Callable[[Image], list[Box]]] = {
+        "rapidocr wrapper": rapid.detect,
+        "runner pruned": pruned.detect,
+    }
+    if args.half:
+        detectors["runner at half size"] = _half(pruned)
+    boxes = bench_detection(frames, detectors, args.repeat)
+    boxes["runner unpruned"] = boxes["runner pruned"]
+    engines: dict[str, OcrEngine] = {
+        "rapidocr wrapper": rapid,
+        "runner unpruned": full,
+        "runner pruned": pruned,
+    }
+    bench_recognition(frames, engines, args.repeat)
+    bench_end_to_end(frames, engines, boxes)
+    print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
