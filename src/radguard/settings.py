@@ -140,7 +140,7 @@ class UnknownText(enum.Enum):
     KEEP = "keep"
 
 
-PIXEL_PASSES = ("base", "local", "chroma", "invert", "flat", "fine")
+PIXEL_PASSES = ("fused", "fine", "base", "local", "chroma", "invert", "flat")
 TRIAGE_MODALITIES = frozenset(
     {"US", "XA", "RF", "CR", "DX", "MG", "ES", "XC", "OT", "SC", "DOC", "IVUS", "GM", "SM"}
 )
@@ -182,7 +182,7 @@ class PixelPolicy:
     keep: tuple[str, ...] = ()
     builtin_keep: bool = True
     margin: int = 3
-    passes: tuple[str, ...] = ("base", "flat", "fine", "chroma")
+    passes: tuple[str, ...] = ("fused", "fine")
     min_score: float = 0.5
     keyframe_interval: int = 25
     layouts: tuple[DeviceLayout, ...] = ()

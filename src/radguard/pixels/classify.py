@@ -245,20 +245,39 @@ def _without_honorifics(value: str) -> str:
     return "=".join("^".join(g.split("^")[:3]).rstrip("^") for g in groups)
 
 
+_PROBE = re.compile(r"[A-Z]{1,3}\d{1,2}(?:-\d{1,2})?[A-Z]?")  # C5-1, L12-5, 9L4, ...
+_DIGIT_JOIN = re.compile(r"\d\s*[/:]\s*\d")  # 02/04, 11:2: dates and clocks, never labels
+_MAX_DIGITS = 6
+
+
 def _all_clinical(text: str) -> bool:
-    """Every letter run is a clinical word (or glued clinical words, or one OCR slip from one,
-    or at most two letters); every number has at most five digits."""
-    for run in re.findall(r"[A-Z]+|\d+", text.upper()):
-        if run.isdigit():
-            if len(run) > 5:
-                return False
+    """A clinical label: every letter run of two or more is a clinical word (or glued
+    clinical words, or one OCR slip from one), at least one such word is there (or the line
+    is a lone letter or a probe name), no number is longer than four digits, six digits in
+    all at most, and no digits joined by ``/`` or ``:``. Anything else, an ID or a date read
+    in pieces included, is not a label."""
+    upper = text.upper()
+    if _DIGIT_JOIN.search(upper):
+        return False
+    words = re.findall(r"[A-Z]+|\d+", upper)
+    digits = sum(len(w) for w in words if w.isdigit())
+    if digits > _MAX_DIGITS or any(w.isdigit() and len(w) > 4 for w in words):
+        return False
+    compact = re.sub(r"\s+", "", upper)
+    if _PROBE.fullmatch(compact) or re.fullmatch(r"[A-Z]", compact):
+        return True
+    named = False
+    for run in (w for w in words if not w.isdigit()):
+        if len(run) == 1:
             continue
-        if len(run) <= 2 or run in CLINICAL_VOCABULARY or _glued(run):
+        if run in CLINICAL_VOCABULARY or _glued(run):
+            named = True
             continue
         if len(run) >= 4 and any(_near(run, w) for w in _LONG_WORDS):
+            named = True
             continue
         return False
-    return True
+    return named
 
 
 _LONG_WORDS = tuple(w for w in CLINICAL_VOCABULARY if len(w) >= 3)

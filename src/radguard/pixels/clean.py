@@ -8,6 +8,7 @@ In Annotation set to NO and the Clean Pixel Data code (113101) recorded.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from pydicom.dataset import Dataset
 
 from radguard.errors import Rejected
 from radguard.pixels.classify import Classifier, Verdict, header_identifiers
-from radguard.pixels.detect import Pass, ScanStats, read_frames
+from radguard.pixels.detect import Pass, ScanStats, read_frame, read_frames
 from radguard.pixels.engines import Box, Line, OcrEngine, get_engine
 from radguard.pixels.frames import Pixels, decode, display, fill_value, write_back
 from radguard.settings import PixelPolicy, PixelScan, UnknownText
@@ -140,7 +141,8 @@ class PixelCleaner:
 
     def _rows(self, frame: int, items: list[TextFound], classifier: Classifier) -> list[TextFound]:
         """Pieces of one text row read apart ('(207)' ... '2643'): judged together, and when
-        the row identifies, its whole extent (the gaps too) is painted."""
+        the row identifies, the extent of its pieces that are not clinical labels (and the
+        gaps between them) is painted."""
         rows: list[list[TextFound]] = []
         for item in sorted(items, key=lambda f: (f.box.x, f.box.y)):
             box = item.box
@@ -161,8 +163,10 @@ class PixelCleaner:
             decision = classifier.decide(text)
             if decision.verdict is not Verdict.IDENTIFYING:
                 continue
-            box = row[0].box
-            for member in row[1:]:
+            # a clinical label that happens to share the row keeps its pixels
+            painted = [f for f in row if f.verdict is not Verdict.CLINICAL] or row
+            box = painted[0].box
+            for member in painted[1:]:
                 box = box.union(member.box)
             score = min(f.score for f in row)
             why = f"row {decision.why}"
@@ -215,16 +219,23 @@ class PixelCleaner:
         self._paint(pixels, [(f.frame, f.box) for f in report.found if f.redacted], fill)
         self._paint(pixels, [(-1, box) for box in regions], fill, grow=False)
         still: list[TextFound] = []
-        painted = report.redacted > 0 or bool(regions)
-        # nothing painted: the pixels are the ones just read, and nothing read identified
-        for attempt in range(3 if painted else 0):  # read again; paint what shows; twice at most
-            again = self._read(ds, pixels, classifier, report.stats)
+        painted = [
+            (f.frame, f.box.grow(self.policy.margin, *_size(pixels)))
+            for f in report.found
+            if f.redacted
+        ]
+        painted += [(-1, box) for box in regions]
+        # Read again where paint went (the rest of every frame is the pixels just read, and
+        # nothing read there identified); paint what shows; twice at most.
+        for attempt in range(3 if painted else 0):
+            again = self._reread(ds, pixels, classifier, report.stats, painted)
             still = [f for f in again if f.verdict is Verdict.IDENTIFYING]
             more = [f for f in again if f.redacted]
             if not more or attempt == 2:
                 break
             report.found.extend(more)
             self._paint(pixels, [(f.frame, f.box) for f in more], fill)
+            painted = [(f.frame, f.box.grow(self.policy.margin, *_size(pixels))) for f in more]
         report.still_read = still
         if still:
             raise Rejected(
@@ -236,6 +247,51 @@ class PixelCleaner:
         _record(ds)
         report.seconds = time.perf_counter() - started
         return report
+
+    def _reread(
+        self,
+        ds: Dataset,
+        pixels: Pixels,
+        classifier: Classifier,
+        stats: ScanStats,
+        painted: list[tuple[int, Box]],
+    ) -> list[TextFound]:
+        """Read the surroundings of painted boxes (frame -1: every frame) once more: the
+        paint may have cut a line in two, or left a character outside it. Identical
+        surroundings (a static banner painted in every frame of a cine) are read once."""
+        views = display(ds, pixels)
+        count, rows, cols = int(views.shape[0]), int(views.shape[1]), int(views.shape[2])
+        by_frame: dict[int, list[Box]] = {}
+        for frame, box in painted:
+            reach = max(8, box.h)
+            around = Box(box.x - 2 * reach, box.y - reach, box.w + 4 * reach, box.h + 2 * reach)
+            around = _clip(around, cols, rows)
+            for f in range(count) if frame < 0 else (frame,):
+                by_frame.setdefault(f, []).append(around)
+        cache: dict[bytes, list[Line]] = {}
+        found: list[TextFound] = []
+        for frame, boxes in sorted(by_frame.items()):
+            lines: list[Line] = []
+            for region in _union_all(boxes):
+                crop = np.ascontiguousarray(
+                    views[frame, region.y : region.y + region.h, region.x : region.x + region.w]
+                )
+                key = hashlib.blake2b(crop.tobytes(), digest_size=16).digest() + bytes(
+                    str(crop.shape), "ascii"
+                )
+                if key not in cache:
+                    cache[key] = read_frame(self.engine, crop, self.passes, stats)
+                else:
+                    stats.reused += 1
+                lines.extend(
+                    Line(line.box.shifted(region.x, region.y), line.text, line.score)
+                    for line in cache[key]
+                )
+            decided = [self._decide(frame, line, classifier) for line in lines]
+            items = [item for item in decided if item is not None]
+            found.extend(items)
+            found.extend(self._rows(frame, items, classifier))
+        return found
 
     def _layout_regions(self, ds: Dataset, pixels: Pixels) -> list[Box]:
         rows, cols = int(pixels.array.shape[1]), int(pixels.array.shape[2])
@@ -264,6 +320,30 @@ class PixelCleaner:
                 continue
             target = slice(None) if frame < 0 else frame
             array[target, b.y : b.y + b.h, b.x : b.x + b.w, :] = value
+
+
+def _size(pixels: Pixels) -> tuple[int, int]:
+    """(columns, rows) of the frames."""
+    return int(pixels.array.shape[2]), int(pixels.array.shape[1])
+
+
+def _clip(box: Box, cols: int, rows: int) -> Box:
+    x0, y0 = max(0, box.x), max(0, box.y)
+    x1, y1 = min(cols, box.x + box.w), min(rows, box.y + box.h)
+    return Box(x0, y0, max(0, x1 - x0), max(0, y1 - y0))
+
+
+def _union_all(boxes: list[Box]) -> list[Box]:
+    """Overlapping boxes joined until none overlap."""
+    out: list[Box] = []
+    for box in boxes:
+        while True:
+            hit = next((k for k, o in enumerate(out) if o.overlap(box) > 0), None)
+            if hit is None:
+                break
+            box = box.union(out.pop(hit))
+        out.append(box)
+    return out
 
 
 def _record(ds: Dataset) -> None:

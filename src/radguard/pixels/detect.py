@@ -1,19 +1,24 @@
-"""Finding text in frames: preprocessing passes, box merging, and cine frame reuse.
+"""Finding text in frames: one fused detection, ink-guided fine re-detection, cine reuse.
 
-Passes (policy ``pixels.passes``), each a full detection on its own view of the frame:
+Burned-in text is drawn by the device with one ink value per line, on top of anatomy, speckle
+or a flat border; the detector is trained on ordinary pictures of text. Passes (policy
+``pixels.passes``):
 
-- ``base``: the frame as shown (grey stretched to its percentiles, or colour);
-- ``local``: local contrast equalisation (CLAHE) of the grey level, for faint text;
-- ``chroma``: for colour frames, max minus min channel, stretched: coloured overlays on grey
-  anatomy stand out even where their brightness matches the background;
-- ``invert``: the base view inverted (dark text on light backgrounds, for engines that care);
-- ``flat``: white where a pixel has the exact value of a neighbour and stands out from its
-  surroundings, black elsewhere: burned-in text is drawn with one ink value, speckle and
-  anatomy are not, so faint text inside speckle becomes white on black.
+- ``fused`` (default): one detection on the grey level (max over channels, at 70%) with the
+  **ink** drawn over it in white. Ink is a pixel equal to a 4-neighbour (same value in every
+  channel) and at least 6 levels brighter than its 9 x 9 mean, in a stroke of 3 or more such
+  pixels: speckle and anatomy are rarely flat, text always is, so faint text inside speckle
+  becomes bright strokes, while text on a flat border keeps its shape (the background around
+  it is darker than the mean, so it is not ink).
+- ``fine`` (default): clusters of ink the first detection left uncovered (small or faint text)
+  are cut out, upscaled two or three times and detected again; every box is then grown over
+  the ink strokes it cuts, so the whole of each glyph is inside it.
+- ``base``, ``flat``, ``local``, ``chroma``, ``invert``: extra full detections on other views
+  (the frame as shown; ink alone; CLAHE; colour saturation; inverted), for unusual material.
 
-Small frames (shorter side under 400 px) are upscaled twice before detection, so that 8-10 px
-text reaches the detector's working size. Boxes found by several passes are merged; each box
-is read once, on the view that found it.
+Small frames (shorter side under 400 px) are upscaled twice before detection. Boxes found by
+several passes are merged. Each box is read on the frame as shown; a weak read is read again
+on the fused view and the better read is kept.
 
 Cines: identical frames reuse the result of the first one; pixels that never change over the
 loop (static banners) are read once on a composite holding only those pixels; key frames
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,18 +42,20 @@ from radguard.pixels.engines import Box, Image, Line, OcrEngine
 
 
 class Pass(enum.Enum):
-    """Preprocessing passes (policy ``pixels.passes``)."""
+    """Detection passes (policy ``pixels.passes``)."""
 
+    FUSED = "fused"
+    FINE = "fine"
     BASE = "base"
     LOCAL = "local"
     CHROMA = "chroma"
     INVERT = "invert"
     FLAT = "flat"
-    FINE = "fine"
 
 
-DEFAULT_PASSES = (Pass.BASE, Pass.FLAT, Pass.FINE, Pass.CHROMA)
+DEFAULT_PASSES = (Pass.FUSED, Pass.FINE)
 _UPSCALE_BELOW = 400
+_WEAK = 0.75  # reads below this confidence are tried again on the fused view
 
 
 @dataclass
@@ -63,6 +71,7 @@ class ScanStats:
 
 
 def _grey(image: Image) -> Image:
+    """Luma of a colour frame (the frame itself when grey)."""
     if image.ndim == 2:
         return image
     luma = image[..., 0] * 0.299 + image[..., 1] * 0.587 + image[..., 2] * 0.114
@@ -70,13 +79,58 @@ def _grey(image: Image) -> Image:
     return out
 
 
+def _brightest(image: Image) -> Image:
+    """Max over channels: coloured ink is bright in at least one of them."""
+    if image.ndim == 2:
+        return image
+    out: Image = np.ascontiguousarray(image.max(axis=2))
+    return out
+
+
+def ink(image: Image, level: float = 6.0) -> NDArray[np.bool_]:
+    """Pixels of flat, bright strokes: equal to a 4-neighbour (every channel) and ``level``
+    or more above their 9 x 9 mean, with at least two such pixels around them."""
+    import cv2
+
+    if image.ndim == 3:
+        values = (
+            (image[..., 0].astype(np.int32) << 16)
+            | (image[..., 1].astype(np.int32) << 8)
+            | image[..., 2]
+        )
+    else:
+        values = image.astype(np.int32)
+    equal = np.zeros(values.shape, bool)
+    equal[1:] |= values[1:] == values[:-1]
+    equal[:-1] |= values[:-1] == values[1:]
+    equal[:, 1:] |= values[:, 1:] == values[:, :-1]
+    equal[:, :-1] |= values[:, :-1] == values[:, 1:]
+    bright = _brightest(image).astype(np.float32)
+    standing = bright - cv2.blur(bright, (9, 9)) >= level
+    flat = (equal & standing).astype(np.uint8)
+    neighbours = cv2.filter2D(flat, -1, np.ones((3, 3), np.float32), borderType=cv2.BORDER_CONSTANT)
+    out: NDArray[np.bool_] = (flat > 0) & (neighbours >= 3)
+    return out
+
+
+def fused_view(image: Image, strokes: NDArray[np.bool_] | None = None) -> Image:
+    """The grey level at 70% with the ink strokes drawn over it in white."""
+    strokes = ink(image) if strokes is None else strokes
+    dimmed = (_brightest(image).astype(np.uint16) * 7 // 10).astype(np.uint8)
+    out: Image = np.where(strokes, np.uint8(255), dimmed).astype(np.uint8)
+    return out
+
+
 def pass_views(image: Image, passes: tuple[Pass, ...]) -> list[tuple[Pass, Image]]:
-    """The views of ``image`` that each pass detects on (chroma only where there is colour)."""
+    """The views of ``image`` the full-frame passes detect on (chroma only where there is
+    colour; ``fine`` is not a full-frame view)."""
     import cv2
 
     views: list[tuple[Pass, Image]] = []
     for kind in passes:
-        if kind is Pass.BASE:
+        if kind is Pass.FUSED:
+            views.append((kind, fused_view(image)))
+        elif kind is Pass.BASE:
             views.append((kind, image))
         elif kind is Pass.LOCAL:
             clahe = cv2.createCLAHE(clipLimit=4.0, tileGridSize=(8, 8))
@@ -84,8 +138,8 @@ def pass_views(image: Image, passes: tuple[Pass, ...]) -> list[tuple[Pass, Image
             views.append((kind, local))
         elif kind is Pass.INVERT:
             views.append((kind, 255 - image))
-        elif kind in (Pass.FLAT, Pass.FINE):
-            views.append((kind, _flat(image)))
+        elif kind is Pass.FLAT:
+            views.append((kind, np.where(ink(image), 255, 0).astype(np.uint8)))
         elif kind is Pass.CHROMA and image.ndim == 3:
             chroma = image.max(axis=2).astype(np.int16) - image.min(axis=2)
             top = int(chroma.max())
@@ -94,67 +148,109 @@ def pass_views(image: Image, passes: tuple[Pass, ...]) -> list[tuple[Pass, Image
     return views
 
 
-def _flat(image: Image) -> Image:
-    """Pixels equal to a 4-neighbour and 6+ levels off their 9 x 9 mean, as white on black."""
-    import cv2
-
-    values = image.astype(np.int16)
-    if values.ndim == 3:  # colour: any channel, keyed by the packed value
-        values = (
-            (image[..., 0].astype(np.int32) << 16)
-            | (image[..., 1].astype(np.int32) << 8)
-            | image[..., 2]
-        ).astype(np.int32)
-    equal = np.zeros(values.shape, bool)
-    equal[1:] |= values[1:] == values[:-1]
-    equal[:-1] |= values[:-1] == values[1:]
-    equal[:, 1:] |= values[:, 1:] == values[:, :-1]
-    equal[:, :-1] |= values[:, :-1] == values[:, 1:]
-    grey = _grey(image).astype(np.float32)
-    mean = cv2.blur(grey, (9, 9))
-    standing = np.abs(grey - mean) >= 6.0
-    flat = (equal & standing).astype(np.uint8)
-    neighbours = cv2.filter2D(flat, -1, np.ones((3, 3), np.float32), borderType=cv2.BORDER_CONSTANT)
-    kept = (flat > 0) & (neighbours >= 3)  # itself and two more: strokes, not stray pixels
-    out: Image = np.where(kept, 255, 0).astype(np.uint8)
-    return out
-
-
 def read_frame(
     engine: OcrEngine, image: Image, passes: tuple[Pass, ...], stats: ScanStats | None = None
 ) -> list[Line]:
-    """Every text line found in ``image`` by any pass, read once each."""
-    import time
-
+    """Every text line found in ``image`` by any pass, read once each (a weak read twice)."""
     started = time.perf_counter()
     rows, cols = image.shape[:2]
-    base = 2 if min(rows, cols) < _UPSCALE_BELOW else 1
-    views: list[tuple[Image, int]] = []
-    for kind, view in pass_views(image, passes):
-        factor = base * 2 if kind is Pass.FINE else base
-        views.append(
-            (_resize(view, (cols * factor, rows * factor)) if factor > 1 else view, factor)
-        )
-    found: list[tuple[Box, int]] = []
-    for index, (view, factor) in enumerate(views):
-        for box in engine.detect(view):
-            found.append((box.scaled(factor) if factor > 1 else box, index))
+    factor = 2 if min(rows, cols) < _UPSCALE_BELOW else 1
+    work = _resize(image, (cols * factor, rows * factor)) if factor > 1 else image
+    strokes = ink(work)
+    fused = fused_view(work, strokes)
+    found: list[Box] = []
+    detections = 0
+    for kind in passes:
+        if kind is Pass.FINE:
+            continue
+        view = fused if kind is Pass.FUSED else None
+        views = [(kind, view)] if view is not None else pass_views(work, (kind,))
+        for _, v in views:
+            found.extend(engine.detect(v))
+            detections += 1
+    if Pass.FINE in passes:
+        extra, calls = _fine(engine, fused, strokes, found)
+        found.extend(extra)
+        detections += calls
+    boxes = [_cover_strokes(b, strokes) for b in _merge(found)]
+    boxes = _merge(boxes)
+    lines = engine.read(work, boxes) if boxes else []
+    weak = [k for k, line in enumerate(lines) if line.score < _WEAK]
+    if weak:
+        again = engine.read(fused, [boxes[k] for k in weak])
+        for k, line in zip(weak, again, strict=True):
+            if line.score > lines[k].score:
+                lines[k] = line
+    out = []
+    for line in lines:
+        box = line.box.scaled(factor) if factor > 1 else line.box
+        box = Box(box.x, box.y, min(box.w, cols - box.x), min(box.h, rows - box.y))
+        out.append(Line(box, line.text, line.score))
     if stats is not None:
-        stats.detections += len(views)
-    merged = _merge(found)
-    lines: list[Line] = []
-    by_view: dict[int, list[Box]] = {}
-    for box, index in merged:
-        by_view.setdefault(index, []).append(box)
-    for index, boxes in by_view.items():
-        view, factor = views[index]
-        scaled = [Box(b.x * factor, b.y * factor, b.w * factor, b.h * factor) for b in boxes]
-        for box, line in zip(boxes, engine.read(view, scaled), strict=True):
-            box = Box(box.x, box.y, min(box.w, cols - box.x), min(box.h, rows - box.y))
-            lines.append(Line(box, line.text, line.score))
-    if stats is not None:
+        stats.detections += detections
         stats.ocr_seconds += time.perf_counter() - started
-    return lines
+    return out
+
+
+def _fine(
+    engine: OcrEngine, fused: Image, strokes: NDArray[np.bool_], found: list[Box]
+) -> tuple[list[Box], int]:
+    """Detect again, upscaled, where text-sized clusters of ink lie outside every box."""
+    import cv2
+
+    rows, cols = strokes.shape
+    covered = np.zeros(strokes.shape, bool)
+    for b in found:
+        covered[b.y : b.y + b.h, b.x : b.x + b.w] = True
+    loose = strokes & ~covered
+    if not loose.any():
+        return [], 0
+    joined = cv2.dilate(loose.astype(np.uint8), np.ones((3, 9), np.uint8))
+    count, _, table, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    regions: list[Box] = []
+    for label in range(1, count):
+        x, y, w, h, _ = (int(v) for v in table[label])
+        if not 4 <= h <= 64 or w < 6 or int(loose[y : y + h, x : x + w].sum()) < 12:
+            continue
+        regions.append(Box(x, y, w, h).grow(max(6, h // 2), cols, rows))
+    boxes: list[Box] = []
+    calls = 0
+    for region in _merge(regions):
+        scale = 3 if region.h < 24 else 2
+        crop = fused[region.y : region.y + region.h, region.x : region.x + region.w]
+        big = _resize(np.ascontiguousarray(crop), (region.w * scale, region.h * scale))
+        calls += 1
+        for box in engine.detect(big):
+            boxes.append(box.scaled(scale).shifted(region.x, region.y))
+    return boxes, calls
+
+
+def _cover_strokes(box: Box, strokes: NDArray[np.bool_]) -> Box:
+    """``box`` grown over the ink strokes it cuts (a glyph half outside the box is inside
+    after), by at most half its height up and down and its height left and right."""
+    import cv2
+
+    rows, cols = strokes.shape
+    h = max(box.h, 1)
+    outer = box.grow(h, cols, rows)
+    outer = Box(outer.x, max(0, box.y - h // 2), outer.w, 0)
+    outer = Box(outer.x, outer.y, outer.w, min(rows, box.y + box.h + h // 2) - outer.y)
+    patch = strokes[outer.y : outer.y + outer.h, outer.x : outer.x + outer.w]
+    if not patch.any():
+        return box
+    _, labels, table, _ = cv2.connectedComponentsWithStats(patch.astype(np.uint8), connectivity=8)
+    inner = labels[
+        box.y - outer.y : box.y - outer.y + box.h, box.x - outer.x : box.x - outer.x + box.w
+    ]
+    grown = box
+    for label in np.unique(inner):
+        if label == 0:
+            continue
+        x, y, w, hh, _ = (int(v) for v in table[label])
+        if hh > 2 * h or w > 4 * box.w:  # a border line or anatomy edge, not a glyph
+            continue
+        grown = grown.union(Box(x + outer.x, y + outer.y, w, hh))
+    return grown
 
 
 def _resize(image: Image, size: tuple[int, int]) -> Image:
@@ -164,17 +260,18 @@ def _resize(image: Image, size: tuple[int, int]) -> Image:
     return out
 
 
-def _merge(found: list[tuple[Box, int]]) -> list[tuple[Box, int]]:
-    """Boxes of the same text from several passes become one (their union)."""
-    merged: list[tuple[Box, int]] = []
-    for box, index in sorted(found, key=lambda f: (f[1], f[0].y, f[0].x)):
-        for k, (other, other_index) in enumerate(merged):
+def _merge(found: list[Box]) -> list[Box]:
+    """Boxes of the same text (from several passes, or refined over the same strokes) become
+    one: their union."""
+    merged: list[Box] = []
+    for box in sorted(found, key=lambda b: (b.y, b.x)):
+        for k, other in enumerate(merged):
             shared = box.overlap(other)
             if shared and shared >= 0.5 * min(box.area, other.area):
-                merged[k] = (other.union(box), other_index)
+                merged[k] = other.union(box)
                 break
         else:
-            merged.append((box, index))
+            merged.append(box)
     return merged
 
 
@@ -248,7 +345,7 @@ def read_frames(
 
 def _masked(passes: tuple[Pass, ...]) -> tuple[Pass, ...]:
     """Passes worth running on a composite (black around the kept pixels: no local contrast)."""
-    kept = tuple(p for p in passes if p in (Pass.BASE, Pass.CHROMA))
+    kept = tuple(p for p in passes if p in (Pass.FUSED, Pass.FINE, Pass.BASE, Pass.CHROMA))
     return kept or passes
 
 
