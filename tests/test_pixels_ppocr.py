@@ -149,7 +149,8 @@ def test_pruned_head_holds_latin_classes_only(pruned: PpOcrEngine) -> None:
     assert output[-1] == len(charset)
 
 
-def test_prune_classifier_cuts_a_matmul_add_softmax_head() -> None:
+@pytest.mark.parametrize("head", ["matmul+add", "gemm"])
+def test_prune_classifier_cuts_the_head_before_the_softmax(head: str) -> None:
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
@@ -157,28 +158,36 @@ def test_prune_classifier_cuts_a_matmul_add_softmax_head() -> None:
     rng = np.random.default_rng(0)
     weight = rng.normal(size=(4, 10)).astype(np.float32)
     bias = rng.normal(size=10).astype(np.float32)
-    graph = helper.make_graph(
-        [
+    if head == "gemm":  # Gemm stores the weight transposed (classes first)
+        shape, stored = [3, 4], weight.T.copy()
+        nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["a"], transB=1)]
+    else:
+        shape, stored = [1, 3, 4], weight
+        nodes = [
             helper.make_node("MatMul", ["x", "w"], ["m"]),
             helper.make_node("Add", ["m", "b"], ["a"]),
+        ]
+    graph = helper.make_graph(
+        [
+            *nodes,
             helper.make_node("Identity", ["a"], ["i"]),
             helper.make_node("Softmax", ["i"], ["y"], axis=-1),
         ],
         "head",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 10])],
-        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [*shape[:-1], 10])],
+        [numpy_helper.from_array(stored, "w"), numpy_helper.from_array(bias, "b")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     keep = [0, 3, 7]
     cut = prune_classifier(model, keep)
     onnx.checker.check_model(cut)
-    x = rng.normal(size=(1, 3, 4)).astype(np.float32)
+    x = rng.normal(size=shape).astype(np.float32)
     got = ort.InferenceSession(cut.SerializeToString()).run(None, {"x": x})[0]
     logits = (x @ weight + bias)[..., keep]
     expected = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
-    assert got.shape == (1, 3, 3)
+    assert got.shape == (*shape[:-1], 3)
     np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
