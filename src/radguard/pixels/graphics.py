@@ -206,24 +206,26 @@ class GraphicsCleaner:
         A detected box that spans several rows of ink (small lines close together are often
         found as one block) is also read row by row, each row on its own enlarged crop.
         """
-        window = _ink_window(planes)
-        if window is None:
-            return []
         rows, cols = int(planes.shape[1]), int(planes.shape[2])
-        factor = 2 if min(rows, cols) < _SMALL else 1
         found: list[_Read] = []
-        for bold in (False, True):
-            views = _render(planes, window, factor, bold)
-            per_frame = read_frames(
-                self.engine, views, (Pass.BASE,), self.policy.keyframe_interval, tolerance=0
-            )
-            for frame, lines in enumerate(per_frame):
-                mapped: list[tuple[Box, Line]] = []
-                for line in lines:
-                    box = _to_plane(line.box, window, factor, rows, cols)
-                    mapped.append((box, line))
-                    mapped.extend(self._bands(planes[frame], box, bold))
-                found.extend(self._judge(frame, mapped, classifier))
+        for window in _windows(planes):
+            y0, y1, x0, x1 = window
+            # small overlays, and windows too large for the detector's own enlarging, are
+            # drawn twice as large: 8-10 px text must reach the detector's working size
+            large = min(y1 - y0, x1 - x0) + 2 * _PAD >= 400
+            factor = 2 if min(rows, cols) < _SMALL or large else 1
+            for bold in (False, True):
+                views = _render(planes, window, factor, bold)
+                per_frame = read_frames(
+                    self.engine, views, (Pass.BASE,), self.policy.keyframe_interval, tolerance=0
+                )
+                for frame, lines in enumerate(per_frame):
+                    mapped: list[tuple[Box, Line]] = []
+                    for line in lines:
+                        box = _to_plane(line.box, window, factor, rows, cols)
+                        mapped.append((box, line))
+                        mapped.extend(self._bands(planes[frame], box, bold))
+                    found.extend(self._judge(frame, mapped, classifier))
         return found
 
     def _bands(self, plane: NDArray[np.bool_], box: Box, bold: bool) -> list[tuple[Box, Line]]:
@@ -327,16 +329,30 @@ def _rows(items: list[tuple[Box, str]]) -> list[list[tuple[Box, str]]]:
 _Window = tuple[int, int, int, int]  # y0, y1, x0, x1 in plane coordinates
 
 
-def _ink_window(planes: Planes) -> _Window | None:
-    """The box around the ink of every frame, with a small margin, or None when empty."""
+def _windows(planes: Planes, most: int = 16) -> list[_Window]:
+    """Windows around groups of ink (text lines and blocks), each read on its own crop.
+
+    Reading each group on a small crop lets the detector enlarge small text; when there are
+    more than ``most`` groups (drawings, contours) one window around all the ink is read.
+    """
+    import cv2
+
     ink = planes.any(axis=0)
     if not ink.any():
-        return None
-    ys, xs = np.nonzero(ink)
+        return []
     rows, cols = ink.shape
+    joined = cv2.dilate(np.asarray(ink, np.uint8), np.ones((9, 25), np.uint8))
+    count, _, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    windows: list[_Window] = []
+    for label in range(1, count):
+        x, y, w, h = (int(v) for v in stats[label][:4])
+        windows.append((max(0, y - 4), min(rows, y + h + 4), max(0, x - 4), min(cols, x + w + 4)))
+    if len(windows) <= most:
+        return windows
+    ys, xs = np.nonzero(ink)
     y0, y1 = max(0, int(ys.min()) - 4), min(rows, int(ys.max()) + 5)
     x0, x1 = max(0, int(xs.min()) - 4), min(cols, int(xs.max()) + 5)
-    return y0, y1, x0, x1
+    return [(y0, y1, x0, x1)]
 
 
 def _render(planes: Planes, window: _Window, factor: int, bold: bool) -> NDArray[np.uint8]:
