@@ -3,7 +3,7 @@
 Run from the repository root (the CPU may be shared: use nice)::
 
     nice .venv/bin/python bench/bench_ocr_models.py
-    nice .venv/bin/python bench/bench_ocr_models.py --images 40 --threads 1 --half
+    nice .venv/bin/python bench/bench_ocr_models.py --images 40 --threads 1 --half --variants
 
 Same packaged models (PP-OCRv6 small, rapidocr wheel) run three ways: RapidOCR's own wrapper
 (``RapidOcrEngine``), ``PpOcrEngine`` with the full 18,710-class head, and ``PpOcrEngine``
@@ -18,7 +18,9 @@ contrast >= 0.2 (what the pixel pipeline must read at 1x). Figures:
   ms per line, one crop per call and all crops of a frame in one call, exact-match rate and
   mean normalised edit distance (also ignoring spaces), and how often pruned == unpruned;
 * end to end (detect, then read the detected boxes): for each target line, the texts of the
-  boxes that touch it, left to right, joined by a space, against the truth.
+  boxes that touch it, left to right, joined by a space, against the truth;
+* with ``--variants``: cheaper recognition inputs on the same crops (a lower input height,
+  crops squeezed in width, padded crops as RapidOCR pads them), time and accuracy.
 
 Times are CPU seconds of this process (every session runs on one ONNX thread, in the
 calling thread), the best of ``--repeat`` passes: on a shared machine wall time mostly
@@ -34,6 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from radguard.phantom.pixelbench import BurnedLine, single_frames
 from radguard.pixels.engines import Box, Image, OcrEngine, RapidOcrEngine
@@ -208,6 +211,47 @@ def bench_end_to_end(
         )
 
 
+class _Variant(PpOcrEngine):
+    """The pruned runner with its recognition input changed: width scaled by ``squeeze``,
+    then ``pad`` more columns, or padded to at least ``at_least`` columns (as RapidOCR)."""
+
+    def __init__(self, threads: int, squeeze: float = 1.0, pad: int = 0, at_least: int = 0):
+        super().__init__(threads)
+        self.squeeze, self.pad, self.at_least = squeeze, pad, at_least
+
+    def _rec_input_of(self, crop: Image) -> NDArray[np.float32]:
+        import cv2
+
+        if self.squeeze != 1.0:
+            rows, cols = crop.shape[:2]
+            width = max(1, round(cols * self.squeeze))
+            crop = np.asarray(cv2.resize(crop, (width, rows), interpolation=cv2.INTER_AREA))
+        array = super()._rec_input_of(crop)
+        width = max(array.shape[2] + self.pad, self.at_least)
+        if width == array.shape[2]:
+            return array
+        padded = np.zeros((3, array.shape[1], width), np.float32)
+        padded[:, :, : array.shape[2]] = array
+        return padded
+
+
+def bench_variants(frames: list[Frame], threads: int) -> None:
+    """Cheaper recognition inputs, on the ground-truth crops: what they cost in accuracy."""
+    from radguard.pixels.ppocr import RecSettings
+
+    variants: dict[str, OcrEngine] = {
+        "as built (h 48)": PpOcrEngine(threads),
+        "height 40": PpOcrEngine(threads, rec=RecSettings(height=40)),
+        "height 32": PpOcrEngine(threads, rec=RecSettings(height=32)),
+        "width x0.85": _Variant(threads, squeeze=0.85),
+        "width x0.7": _Variant(threads, squeeze=0.7),
+        "padded +16 columns": _Variant(threads, pad=16),
+        "padded to >= 320": _Variant(threads, at_least=320),
+    }
+    print("\n-- recognition variants (pruned runner)")
+    bench_recognition(frames, variants, 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=11)
@@ -215,6 +259,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--half", action="store_true", help="also detect at half size")
+    parser.add_argument(
+        "--variants", action="store_true", help="also read with cheaper recognition inputs"
+    )
     args = parser.parse_args()
     print(
         f"cores: {os.cpu_count()}, threads: {args.threads}, "
@@ -239,6 +286,8 @@ def main() -> None:
     }
     bench_recognition(frames, engines, args.repeat)
     bench_end_to_end(frames, engines, boxes)
+    if args.variants:
+        bench_variants(frames, args.threads)
     print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
 
 
