@@ -121,6 +121,29 @@ def test_overlay_text_is_cleared_and_clinical_text_kept(cleaner: GraphicsCleaner
     assert ds.PatientID not in note and ds.PatientName.family_name not in note
 
 
+def test_multiframe_overlay_cleared_in_the_frame_that_holds_the_name(
+    cleaner: GraphicsCleaner,
+) -> None:
+    """Number of Frames in Overlay 2: the name and ID only in frame 1, the label in both."""
+    ds, boxes, clinical = _phantom_ct()
+    single = read_overlay(ds, 0x6000)[0]
+    label = np.zeros_like(single)
+    rows, cols = (
+        slice(clinical.y, clinical.y + clinical.h),
+        slice(clinical.x, clinical.x + clinical.w),
+    )
+    label[rows, cols] = single[rows, cols]
+    ds.add_new(0x60000015, "IS", 2)
+    ds[0x60003000].value = b"\0" * (2 * single.size // 8)
+    write_overlay(ds, 0x6000, np.stack([label, single]))
+    result = cleaner.clean_overlay(ds, 0x6000, cleaner.classifier(header_identifiers(ds)))
+    assert result.kept and result.frames == 2, result.note()
+    after = read_overlay(ds, 0x6000)
+    assert [_glyphs_left(after[1:], b) for b in boxes] == [0] * len(boxes)
+    assert np.array_equal(after[0], label)
+    assert np.array_equal(after[1][rows, cols], label[rows, cols])
+
+
 def test_overlay_whose_text_stays_is_removed(
     cleaner: GraphicsCleaner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
