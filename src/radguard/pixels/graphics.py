@@ -1,14 +1,15 @@
 """Clean Graphics (PS3.15 E.3.3): overlay bit planes and presentation-state text objects.
 
 Overlays (groups 6000-601E) are read with the OCR engine and classifier of Clean Pixel Data:
-each frame of the bit plane is drawn as white ink on black (cropped to its ink, padded, small
-overlays enlarged), the lines read are judged against the file's own identifiers (read before
-the header was cleaned) and the generic patterns, and the bits under identifying lines (and
-unknown ones when ``pixels.unknown_text`` is ``redact``) are cleared with the policy margin.
-The cleaned plane is read again; the overlay stays only when nothing identifying is read, and
-any failure (an undecodable plane, an engine error, text that stays) removes the whole group
-with the reason noted. Overlays embedded in the unused high bits of Pixel Data (retired) are
-removed: their bit is cleared in native Pixel Data, or the file is refused.
+each frame of the bit plane is drawn as white ink on black (one crop per group of ink, padded,
+small text enlarged; blocks of close lines also read row by row), the lines read are judged
+against the file's own identifiers (read before the header was cleaned) and the generic
+patterns, and the bits under identifying lines (and unknown ones when ``pixels.unknown_text``
+is ``redact``) are cleared with the policy margin. The cleaned plane is read again; the overlay
+stays only when nothing identifying is read, and any failure (an undecodable plane, an engine
+error, text that stays) removes the whole group with the reason noted. Overlays embedded in the
+unused high bits of Pixel Data (retired) are removed: their bit is cleared in native Pixel
+Data, or the file is refused.
 
 Text objects of a Graphic Annotation Sequence (0070,0001) are judged line by line with the
 same classifier: an identifying or unknown (per policy) Unformatted Text Value (0070,0006)
@@ -142,8 +143,12 @@ class OverlayResult:
 
 
 @dataclass
-class _Read:
-    """Lines read in one frame, mapped back to plane coordinates, with their decision."""
+class OverlayRead:
+    """A line read in one overlay frame: where (plane coordinates) and what was decided.
+
+    The text itself is not kept (it may be PHI); a verifier re-reading released overlays uses
+    ``GraphicsCleaner.read`` and counts identifying verdicts.
+    """
 
     frame: int
     box: Box
@@ -200,14 +205,14 @@ class GraphicsCleaner:
         write_overlay(ds, group, planes)
         return result
 
-    def read(self, planes: Planes, classifier: Classifier) -> list[_Read]:
+    def read(self, planes: Planes, classifier: Classifier) -> list[OverlayRead]:
         """Text lines in every frame of ``planes``, judged (two renderings, lines united).
 
         A detected box that spans several rows of ink (small lines close together are often
         found as one block) is also read row by row, each row on its own enlarged crop.
         """
         rows, cols = int(planes.shape[1]), int(planes.shape[2])
-        found: list[_Read] = []
+        found: list[OverlayRead] = []
         for window in _windows(planes):
             y0, y1, x0, x1 = window
             # small overlays, and windows too large for the detector's own enlarging, are
@@ -257,9 +262,9 @@ class GraphicsCleaner:
 
     def _judge(
         self, frame: int, lines: list[tuple[Box, Line]], classifier: Classifier
-    ) -> list[_Read]:
+    ) -> list[OverlayRead]:
         policy = self.policy
-        out: list[_Read] = []
+        out: list[OverlayRead] = []
         texts: list[tuple[Box, str]] = []
         for box, line in lines:
             if not any(ch.isalnum() for ch in line.text):
@@ -277,7 +282,7 @@ class GraphicsCleaner:
                 or identifying
                 or (verdict is Verdict.UNKNOWN and policy.unknown_text is UnknownText.REDACT)
             )
-            out.append(_Read(frame, box, verdict, clear))
+            out.append(OverlayRead(frame, box, verdict, clear))
         # Pieces of one row read apart are judged together too (a surname ... a given name).
         for row in _rows(texts):
             if len(row) < 2:
@@ -286,10 +291,10 @@ class GraphicsCleaner:
                 box = row[0][0]
                 for other, _ in row[1:]:
                     box = box.union(other)
-                out.append(_Read(frame, box, Verdict.IDENTIFYING, True))
+                out.append(OverlayRead(frame, box, Verdict.IDENTIFYING, True))
         return out
 
-    def _clear(self, planes: Planes, reads: list[_Read]) -> None:
+    def _clear(self, planes: Planes, reads: list[OverlayRead]) -> None:
         rows, cols = int(planes.shape[1]), int(planes.shape[2])
         for read in reads:
             b = read.box.grow(self.policy.margin, cols, rows)
@@ -297,7 +302,7 @@ class GraphicsCleaner:
                 planes[read.frame, b.y : b.y + b.h, b.x : b.x + b.w] = False
 
 
-def _regions(reads: list[_Read]) -> int:
+def _regions(reads: list[OverlayRead]) -> int:
     """How many separate areas ``reads`` cover (reads of one line by several passes: one)."""
     areas: list[tuple[int, Box]] = []
     for read in reads:
