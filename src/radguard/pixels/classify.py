@@ -251,36 +251,59 @@ _MAX_DIGITS = 6
 
 
 def _all_clinical(text: str) -> bool:
-    """A clinical label: every letter run of two or more is a clinical word (or glued
-    clinical words, or one OCR slip from one), at least one such word is there (or the line
-    is a lone letter or a probe name), no number is longer than four digits, six digits in
-    all at most, and no digits joined by ``/`` or ``:``. Anything else, an ID or a date read
-    in pieces included, is not a label."""
+    """A clinical label: its letters are clinical words (glued, split by a stray space, or
+    one OCR slip from one in words of four letters or more), with at least one such word or
+    a decimal measurement (or the line is a lone letter or a probe name); no number longer
+    than four digits, six digits in all at most, and no digits joined by ``/`` or ``:``.
+    Anything else, an ID or a date read in pieces included, is not a label."""
     upper = text.upper()
     if _DIGIT_JOIN.search(upper):
         return False
-    words = re.findall(r"[A-Z]+|\d+", upper)
-    digits = sum(len(w) for w in words if w.isdigit())
-    if digits > _MAX_DIGITS or any(w.isdigit() and len(w) > 4 for w in words):
+    numbers = re.findall(r"\d+", upper)
+    if sum(map(len, numbers)) > _MAX_DIGITS or any(len(n) > 4 for n in numbers):
         return False
     compact = re.sub(r"\s+", "", upper)
     if _PROBE.fullmatch(compact) or re.fullmatch(r"[A-Z]", compact):
         return True
-    named = False
-    for run in (w for w in words if not w.isdigit()):
-        if len(run) == 1:
+    named = bool(re.search(r"\d\.\d", upper))
+    for group in re.findall(r"[A-Z]+(?:\s+[A-Z]+)*", upper):
+        runs = group.split()
+        if all(len(r) == 1 or r in CLINICAL_VOCABULARY or _glued(r) for r in runs):
+            named = named or any(len(r) > 1 for r in runs)
             continue
-        if run in CLINICAL_VOCABULARY or _glued(run):
-            named = True
-            continue
-        if len(run) >= 4 and any(_near(run, w) for w in _LONG_WORDS):
+        joined = "".join(runs)
+        if _near_glued(joined, max(1, len(joined) // 6)):
             named = True
             continue
         return False
     return named
 
 
+@lru_cache(maxsize=4096)
+def _near_glued(run: str, slips: int) -> bool:
+    """``run`` is clinical words read without spaces, with at most ``slips`` one-character
+    slips, each in a word of four letters or more."""
+    if not run:
+        return True
+    for k in range(min(len(run), 13), 1, -1):
+        head = run[:k]
+        if head in CLINICAL_VOCABULARY and _near_glued(run[k:], slips):
+            return True
+        if (
+            slips
+            and k >= 4
+            and any(_near(head, w) for w in _BY_LENGTH.get(k, ()))
+            and _near_glued(run[k:], slips - 1)
+        ):
+            return True
+    return False
+
+
 _LONG_WORDS = tuple(w for w in CLINICAL_VOCABULARY if len(w) >= 3)
+_BY_LENGTH: dict[int, tuple[str, ...]] = {
+    n: tuple(w for w in CLINICAL_VOCABULARY if abs(len(w) - n) <= 1 and len(w) >= 4)
+    for n in range(3, 15)
+}
 
 
 @lru_cache(maxsize=4096)

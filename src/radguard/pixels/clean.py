@@ -18,8 +18,8 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from radguard.errors import Rejected
-from radguard.pixels.classify import Classifier, Verdict, header_identifiers
-from radguard.pixels.detect import Pass, ScanStats, read_frame, read_frames
+from radguard.pixels.classify import Classifier, Decision, Verdict, header_identifiers
+from radguard.pixels.detect import Pass, ScanStats, find_text, read_boxes, read_frames
 from radguard.pixels.engines import Box, Line, OcrEngine, get_engine
 from radguard.pixels.frames import Pixels, decode, display, fill_value, write_back
 from radguard.settings import PixelPolicy, PixelScan, UnknownText
@@ -27,6 +27,7 @@ from radguard.settings import PixelPolicy, PixelScan, UnknownText
 # PS3.3 A.8 / A.8.5: Secondary Capture SOP classes (screen saves, scanned documents...)
 _SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 _ALNUM = re.compile(r"[A-Za-z0-9]")
+_UNREADABLE_GLYPHS = 3  # glyph-shaped ink strokes that make an unreadable box text
 
 
 @dataclass
@@ -174,6 +175,14 @@ class PixelCleaner:
         return extra
 
     def _decide(self, frame: int, line: Line, classifier: Classifier) -> TextFound | None:
+        unreadable = not _ALNUM.search(line.text) or line.score < self.policy.min_score
+        if unreadable and line.glyphs >= _UNREADABLE_GLYPHS:
+            # ink shaped like a row of glyphs that the engine cannot read: fail closed
+            decision = Decision(Verdict.UNKNOWN, f"unreadable text ({line.glyphs} glyph strokes)")
+            redact = self.policy.redact_all or self.policy.unknown_text is UnknownText.REDACT
+            return TextFound(
+                frame, line.box, line.text, line.score, decision.verdict, decision.why, redact
+            )
         if not _ALNUM.search(line.text):
             return None
         decision = classifier.decide(line.text)
@@ -228,7 +237,7 @@ class PixelCleaner:
         # Read again where paint went (the rest of every frame is the pixels just read, and
         # nothing read there identified); paint what shows; twice at most.
         for attempt in range(3 if painted else 0):
-            again = self._reread(ds, pixels, classifier, report.stats, painted)
+            again = self._reread(ds, pixels, classifier, report.stats, painted, report.found)
             still = [f for f in again if f.verdict is Verdict.IDENTIFYING]
             more = [f for f in again if f.redacted]
             if not more or attempt == 2:
@@ -255,43 +264,119 @@ class PixelCleaner:
         classifier: Classifier,
         stats: ScanStats,
         painted: list[tuple[int, Box]],
+        known: list[TextFound],
     ) -> list[TextFound]:
         """Read the surroundings of painted boxes (frame -1: every frame) once more: the
-        paint may have cut a line in two, or left a character outside it. Identical
-        surroundings (a static banner painted in every frame of a cine) are read once."""
+        paint may have cut a line in two, or left a character outside it. The surroundings
+        of one frame are detected together (stacked in one image); a box where a kept line
+        was read, away from the paint, keeps that reading. Consecutive frames painted alike
+        (a banner painted in every frame of a cine) are read together: their first and last
+        frames, every ``keyframe_interval``-th, and the pixels that stay put over the run
+        (what was static text is there; moving anatomy is not)."""
+        started = time.perf_counter()
         views = display(ds, pixels)
         count, rows, cols = int(views.shape[0]), int(views.shape[1]), int(views.shape[2])
         by_frame: dict[int, list[Box]] = {}
+        by_paint: dict[int, list[Box]] = {}
         for frame, box in painted:
-            reach = max(8, box.h)
-            around = Box(box.x - 2 * reach, box.y - reach, box.w + 4 * reach, box.h + 2 * reach)
+            side, up = max(8, int(1.5 * box.h)), max(8, box.h // 2)
+            around = Box(box.x - side, box.y - up, box.w + 2 * side, box.h + 2 * up)
             around = _clip(around, cols, rows)
             for f in range(count) if frame < 0 else (frame,):
                 by_frame.setdefault(f, []).append(around)
+                by_paint.setdefault(f, []).append(box)
+        for boxes in (*by_frame.values(), *by_paint.values()):
+            boxes.sort(key=lambda b: (b.y, b.x, b.h, b.w))
+        kept: dict[int, list[TextFound]] = {}
+        for item in known:
+            if not item.redacted:
+                kept.setdefault(item.frame, []).append(item)
         cache: dict[bytes, list[Line]] = {}
         found: list[TextFound] = []
-        for frame, boxes in sorted(by_frame.items()):
+        for run in _runs(by_frame):
+            regions = _union_all(by_frame[run[0]])
+            first = views[run[0]]
+            images = [(first, kept.get(run[0], []))]
+            images += [(views[f], []) for f in _samples(run, self.policy.keyframe_interval)]
+            if len(run) > 1:  # the pixels that stay put over the run: what was static text
+                stack = views[run[0] : run[-1] + 1]
+                spread = stack.max(axis=0).astype(np.int16) - stack.min(axis=0)
+                if spread.ndim == 3:
+                    spread = spread.max(axis=2)
+                still_mask = spread <= (8 if pixels.lossy else 2)
+                mask = still_mask[..., None] if first.ndim == 3 else still_mask
+                images.append((np.where(mask, first, 0).astype(np.uint8), []))
             lines: list[Line] = []
-            for region in _union_all(boxes):
-                crop = np.ascontiguousarray(
-                    views[frame, region.y : region.y + region.h, region.x : region.x + region.w]
-                )
-                key = hashlib.blake2b(crop.tobytes(), digest_size=16).digest() + bytes(
-                    str(crop.shape), "ascii"
-                )
-                if key not in cache:
-                    cache[key] = read_frame(self.engine, crop, self.passes, stats)
-                else:
+            for image, known_here in images:
+                crops = [image[r.y : r.y + r.h, r.x : r.x + r.w] for r in regions]
+                digest = hashlib.blake2b(digest_size=16)
+                for region, crop in zip(regions, crops, strict=True):
+                    digest.update(repr(region).encode())
+                    digest.update(np.ascontiguousarray(crop).tobytes())
+                for item in known_here:
+                    digest.update(repr((item.box, item.text)).encode())
+                key = digest.digest()
+                if key in cache:
                     stats.reused += 1
-                lines.extend(
-                    Line(line.box.shifted(region.x, region.y), line.text, line.score)
-                    for line in cache[key]
-                )
-            decided = [self._decide(frame, line, classifier) for line in lines]
-            items = [item for item in decided if item is not None]
-            found.extend(items)
-            found.extend(self._rows(frame, items, classifier))
+                else:
+                    cache[key] = self._read_regions(
+                        regions, crops, by_paint[run[0]], known_here, stats
+                    )
+                lines.extend(cache[key])
+            for frame in run:
+                decided = [self._decide(frame, line, classifier) for line in lines]
+                items = [item for item in decided if item is not None]
+                found.extend(items)
+                found.extend(self._rows(frame, items, classifier))
+        stats.ocr_seconds += time.perf_counter() - started
         return found
+
+    def _read_regions(
+        self,
+        regions: list[Box],
+        crops: list[Any],
+        paint: list[Box],
+        kept: list[TextFound],
+        stats: ScanStats,
+    ) -> list[Line]:
+        """Detect on the crops stacked with black gaps, map boxes back, read the new ones."""
+        gap = 24
+        width = max(c.shape[1] for c in crops)
+        height = sum(c.shape[0] for c in crops) + gap * (len(crops) - 1)
+        mosaic = np.zeros((height, width, *crops[0].shape[2:]), np.uint8)
+        tops = []
+        y = 0
+        for crop in crops:
+            mosaic[y : y + crop.shape[0], : crop.shape[1]] = crop
+            tops.append(y)
+            y += crop.shape[0] + gap
+        found = find_text(self.engine, mosaic, self.passes, upscale=False)
+        stats.detections += found.detections
+        placed: list[tuple[Box, Box]] = []  # (in the mosaic, in the frame)
+        for box in found.boxes:
+            k = max(
+                range(len(crops)),
+                key=lambda n: box.overlap(Box(0, tops[n], crops[n].shape[1], crops[n].shape[0])),
+            )
+            inside = _clip(box.shifted(0, -tops[k]), crops[k].shape[1], crops[k].shape[0])
+            if inside.w > 0 and inside.h > 0:
+                placed.append(
+                    (inside.shifted(0, tops[k]), inside.shifted(regions[k].x, regions[k].y))
+                )
+        lines: list[Line] = []
+        unread: list[tuple[Box, Box]] = []
+        for in_mosaic, in_frame in placed:
+            same = next((f for f in kept if _same_place(f.box, in_frame, paint)), None)
+            if same is not None:
+                lines.append(Line(in_frame, same.text, same.score))
+            else:
+                unread.append((in_mosaic, in_frame))
+        read = read_boxes(found, self.engine, [m for m, _ in unread])
+        lines.extend(
+            Line(in_frame, line.text, line.score, line.glyphs)
+            for (_, in_frame), line in zip(unread, read, strict=True)
+        )
+        return lines
 
     def _layout_regions(self, ds: Dataset, pixels: Pixels) -> list[Box]:
         rows, cols = int(pixels.array.shape[1]), int(pixels.array.shape[2])
@@ -331,6 +416,33 @@ def _clip(box: Box, cols: int, rows: int) -> Box:
     x0, y0 = max(0, box.x), max(0, box.y)
     x1, y1 = min(cols, box.x + box.w), min(rows, box.y + box.h)
     return Box(x0, y0, max(0, x1 - x0), max(0, y1 - y0))
+
+
+def _runs(by_frame: dict[int, list[Box]]) -> list[list[int]]:
+    """Consecutive frames painted alike (the same boxes), in order."""
+    runs: list[list[int]] = []
+    for frame in sorted(by_frame):
+        if runs and runs[-1][-1] == frame - 1 and by_frame[runs[-1][-1]] == by_frame[frame]:
+            runs[-1].append(frame)
+        else:
+            runs.append([frame])
+    return runs
+
+
+def _samples(run: list[int], interval: int) -> list[int]:
+    """Frames of a run read in full besides its first: every ``interval``-th and the last."""
+    picked = run[interval::interval] + run[-1:]
+    return [f for f in dict.fromkeys(picked) if f != run[0]]
+
+
+def _same_place(box: Box, other: Box, paint: list[Box]) -> bool:
+    """``other`` is where ``box`` was read (most of each lies in the other) and no paint
+    touches it: its pixels, and so its reading, are unchanged."""
+    shared = box.overlap(other)
+    if shared < 0.8 * max(box.area, other.area, 1):
+        return False
+    grown = other.grow(2, 1 << 30, 1 << 30)
+    return not any(grown.overlap(p) for p in paint)
 
 
 def _union_all(boxes: list[Box]) -> list[Box]:

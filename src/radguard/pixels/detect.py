@@ -17,8 +17,8 @@ or a flat border; the detector is trained on ordinary pictures of text. Passes (
   (the frame as shown; ink alone; CLAHE; colour saturation; inverted), for unusual material.
 
 Small frames (shorter side under 400 px) are upscaled twice before detection. Boxes found by
-several passes are merged. Each box is read on the frame as shown; a weak read is read again
-on the fused view and the better read is kept.
+several passes are merged. Each box is read on the fused view (faint text in speckle reads
+better there); a weak read is read again on the frame as shown and the better read is kept.
 
 Cines: identical frames reuse the result of the first one; pixels that never change over the
 loop (static banners) are read once on a composite holding only those pixels; key frames
@@ -33,7 +33,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -148,13 +148,31 @@ def pass_views(image: Image, passes: tuple[Pass, ...]) -> list[tuple[Pass, Image
     return views
 
 
-def read_frame(
-    engine: OcrEngine, image: Image, passes: tuple[Pass, ...], stats: ScanStats | None = None
-) -> list[Line]:
-    """Every text line found in ``image`` by any pass, read once each (a weak read twice)."""
-    started = time.perf_counter()
+@dataclass
+class Found:
+    """Text boxes found in one image, not read yet, with the views to read them on."""
+
+    boxes: list[Box]  # in ``work`` coordinates
+    work: Image  # the image, upscaled by ``factor``
+    fused: Image
+    strokes: NDArray[np.bool_]
+    factor: int
+    detections: int
+
+    def to_image(self, box: Box) -> Box:
+        """A box of ``work`` in the coordinates of the image given to find_text."""
+        rows, cols = self.work.shape[0] // self.factor, self.work.shape[1] // self.factor
+        if self.factor > 1:
+            box = box.scaled(self.factor)
+        return Box(box.x, box.y, min(box.w, cols - box.x), min(box.h, rows - box.y))
+
+
+def find_text(
+    engine: OcrEngine, image: Image, passes: tuple[Pass, ...], upscale: bool = True
+) -> Found:
+    """Boxes of text lines in ``image`` by every pass (small frames upscaled first)."""
     rows, cols = image.shape[:2]
-    factor = 2 if min(rows, cols) < _UPSCALE_BELOW else 1
+    factor = 2 if upscale and min(rows, cols) < _UPSCALE_BELOW else 1
     work = _resize(image, (cols * factor, rows * factor)) if factor > 1 else image
     strokes = ink(work)
     fused = fused_view(work, strokes)
@@ -163,33 +181,69 @@ def read_frame(
     for kind in passes:
         if kind is Pass.FINE:
             continue
-        view = fused if kind is Pass.FUSED else None
-        views = [(kind, view)] if view is not None else pass_views(work, (kind,))
-        for _, v in views:
-            found.extend(engine.detect(v))
+        views = [(kind, fused)] if kind is Pass.FUSED else pass_views(work, (kind,))
+        for _, view in views:
+            found.extend(engine.detect(view))
             detections += 1
     if Pass.FINE in passes:
         extra, calls = _fine(engine, fused, strokes, found)
         found.extend(extra)
         detections += calls
-    boxes = [_cover_strokes(b, strokes) for b in _merge(found)]
-    boxes = _merge(boxes)
-    lines = engine.read(work, boxes) if boxes else []
+    boxes = _merge([_cover_strokes(b, strokes) for b in _merge(found)])
+    return Found(boxes, work, fused, strokes, factor, detections)
+
+
+def read_boxes(found: Found, engine: OcrEngine, boxes: list[Box] | None = None) -> list[Line]:
+    """Read ``boxes`` (default: all found) on the fused view, a weak read again on the image
+    as shown, the better kept; boxes in the coordinates of the image given to find_text."""
+    boxes = found.boxes if boxes is None else boxes
+    lines = engine.read(found.fused, boxes) if boxes else []
     weak = [k for k, line in enumerate(lines) if line.score < _WEAK]
     if weak:
-        again = engine.read(fused, [boxes[k] for k in weak])
+        again = engine.read(found.work, [boxes[k] for k in weak])
         for k, line in zip(weak, again, strict=True):
             if line.score > lines[k].score:
                 lines[k] = line
-    out = []
-    for line in lines:
-        box = line.box.scaled(factor) if factor > 1 else line.box
-        box = Box(box.x, box.y, min(box.w, cols - box.x), min(box.h, rows - box.y))
-        out.append(Line(box, line.text, line.score))
+    return [
+        Line(found.to_image(box), line.text, line.score, glyph_count(found.strokes, box))
+        for box, line in zip(boxes, lines, strict=True)
+    ]
+
+
+def glyph_count(strokes: NDArray[np.bool_], box: Box) -> int:
+    """Ink strokes in ``box`` shaped like glyphs: at least a third of the box high, at most
+    as high as the box, not much wider than high. Text the engine cannot read still has
+    them; speckle and edges rarely do."""
+    import cv2
+
+    patch = strokes[box.y : box.y + box.h, box.x : box.x + box.w]
+    if patch.size == 0 or not patch.any():
+        return 0
+    count, _, table, _ = cv2.connectedComponentsWithStats(patch.astype(np.uint8), connectivity=8)
+    low = max(3, box.h // 3)
+    glyphs = 0
+    for label in range(1, count):
+        _, _, w, h, area = (int(v) for v in table[label])
+        if low <= h <= box.h and w <= 2 * h + 2 and area >= max(4, h):
+            glyphs += 1
+    return glyphs
+
+
+def read_frame(
+    engine: OcrEngine,
+    image: Image,
+    passes: tuple[Pass, ...],
+    stats: ScanStats | None = None,
+    upscale: bool = True,
+) -> list[Line]:
+    """Every text line found in ``image`` by any pass, read once each (a weak read twice)."""
+    started = time.perf_counter()
+    found = find_text(engine, image, passes, upscale)
+    lines = read_boxes(found, engine)
     if stats is not None:
-        stats.detections += detections
+        stats.detections += found.detections
         stats.ocr_seconds += time.perf_counter() - started
-    return out
+    return lines
 
 
 def _fine(
@@ -227,7 +281,8 @@ def _fine(
 
 def _cover_strokes(box: Box, strokes: NDArray[np.bool_]) -> Box:
     """``box`` grown over the ink strokes it cuts (a glyph half outside the box is inside
-    after), by at most half its height up and down and its height left and right."""
+    after), by at most half its height up and down and its height left and right; strokes
+    mostly above or below the box belong to the neighbouring line and are left out."""
     import cv2
 
     rows, cols = strokes.shape
@@ -249,7 +304,11 @@ def _cover_strokes(box: Box, strokes: NDArray[np.bool_]) -> Box:
         x, y, w, hh, _ = (int(v) for v in table[label])
         if hh > 2 * h or w > 4 * box.w:  # a border line or anatomy edge, not a glyph
             continue
-        grown = grown.union(Box(x + outer.x, y + outer.y, w, hh))
+        top, bottom = y + outer.y, y + outer.y + hh
+        shared = min(bottom, box.y + box.h) - max(top, box.y)
+        if shared < 0.5 * hh:  # mostly above or below: a glyph of the next line
+            continue
+        grown = grown.union(Box(x + outer.x, top, w, hh))
     return grown
 
 
@@ -323,7 +382,7 @@ def read_frames(
             steady = (np.abs(grey[k].astype(np.int16) - before) <= tolerance) & (
                 np.abs(grey[k].astype(np.int16) - after) <= tolerance
             )
-            candidates = steady & ~static & _dilate(changed, 3) & _standing(grey[k])
+            candidates = steady & ~static & _dilate(changed, 3) & ink(frames[k])
             region = _region_mask(candidates)
             if region is None:
                 stats.reused += 1
@@ -349,15 +408,6 @@ def _masked(passes: tuple[Pass, ...]) -> tuple[Pass, ...]:
     return kept or passes
 
 
-def _standing(grey: Image, level: float = 12.0) -> NDArray[np.bool_]:
-    """Pixels at least ``level`` off their 9 x 9 mean: strokes, not flat or dark tissue."""
-    import cv2
-
-    values = grey.astype(np.float32)
-    out: NDArray[np.bool_] = np.abs(values - cv2.blur(values, (9, 9))) >= level
-    return out
-
-
 def _read_region(
     engine: OcrEngine,
     frame: Image,
@@ -371,8 +421,10 @@ def _read_region(
     mask = region[y0:y1, x0:x1]
     crop = frame[y0:y1, x0:x1]
     composite = np.where(mask[..., None] if crop.ndim == 3 else mask, crop, 0).astype(np.uint8)
-    found = read_frame(engine, np.ascontiguousarray(composite), _masked(passes), stats)
-    return [Line(line.box.shifted(x0, y0), line.text, line.score) for line in found]
+    found = read_frame(
+        engine, np.ascontiguousarray(composite), _masked(passes), stats, upscale=False
+    )
+    return [replace(line, box=line.box.shifted(x0, y0)) for line in found]
 
 
 def _inside_any(box: Box, known: list[Box]) -> bool:
@@ -393,16 +445,26 @@ def _dilate(mask: NDArray[np.bool_], size: int) -> NDArray[np.bool_]:
 
 
 def _region_mask(mask: NDArray[np.bool_], min_pixels: int = 12) -> NDArray[np.bool_] | None:
-    """Padded boxes around text-sized clusters of ``mask`` (scattered pixels dropped)."""
+    """Padded boxes around clusters of ``mask`` that hold two or more glyph-like strokes
+    (4-64 px high, not much wider than high): scattered pixels and long edges dropped."""
     import cv2
 
+    pieces, _, table, centres = cv2.connectedComponentsWithStats(
+        mask.astype(np.uint8), connectivity=8
+    )
     joined = cv2.dilate(mask.astype(np.uint8), np.ones((5, 9), np.uint8))
-    count, _, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    glyphs = np.zeros(count, np.int32)
+    for piece in range(1, pieces):
+        _, _, w, h, area = (int(v) for v in table[piece])
+        if 4 <= h <= 64 and w <= 2 * h + 4 and area >= 4:
+            cx, cy = (int(v) for v in centres[piece])
+            glyphs[labels[min(cy, mask.shape[0] - 1), min(cx, mask.shape[1] - 1)]] += 1
     rows, cols = mask.shape
     region = np.zeros(mask.shape, bool)
     for label in range(1, count):
         x, y, w, h, _ = (int(v) for v in stats[label])
-        if h < 5 or int(mask[y : y + h, x : x + w].sum()) < min_pixels:
+        if h < 5 or glyphs[label] < 2 or int(mask[y : y + h, x : x + w].sum()) < min_pixels:
             continue
         b = Box(x, y, w, h).grow(6, cols, rows)
         region[b.y : b.y + b.h, b.x : b.x + b.w] = True

@@ -2,9 +2,12 @@
 
 An engine finds text lines in an 8-bit image (rows, cols) or (rows, cols, 3) and reads them.
 Detection and reading are separate calls so that several preprocessing passes of the same image
-can share one reading step. Both engines run fully offline: RapidOCR is given the ONNX models
-its wheel ships (explicit paths: it never reaches for its download code), Tesseract is the
-Debian binary with its English data.
+can share one reading step. Both engines run fully offline. ``rapidocr`` (the default) is the
+PP-OCR detection and recognition models that the rapidocr wheel ships, run by radguard's own
+lean runner (:mod:`radguard.pixels.ppocr`: no padding, a Latin-only recognition head);
+:class:`RapidOcrEngine` runs the same models through RapidOCR's own wrapper (kept for
+comparison in the benchmarks). Tesseract is the Debian binary with its English data.
+``RADGUARD_OCR_THREADS`` sets ONNX Runtime's threads per process (default: up to 2).
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ class Line:
     box: Box
     text: str
     score: float
+    glyphs: int = 0  # glyph-sized ink strokes in the box (0: not counted)
 
 
 class OcrEngine(Protocol):
@@ -278,5 +282,8 @@ def get_engine(name: EngineName | str = EngineName.RAPIDOCR) -> OcrEngine:
     """The engine ``name``, created once per process (models load once)."""
     name = EngineName(name)
     if name is EngineName.RAPIDOCR:
-        return RapidOcrEngine()
+        from radguard.pixels.ppocr import PpOcrEngine
+
+        threads = int(os.environ.get("RADGUARD_OCR_THREADS", "0") or 0)
+        return PpOcrEngine(threads=threads or min(2, os.cpu_count() or 1))
     return TesseractEngine()

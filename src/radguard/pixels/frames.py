@@ -91,16 +91,36 @@ def display(ds: Dataset, pixels: Pixels) -> NDArray[np.uint8]:
         return _to8(np.asarray(rgb, np.float32), int(rgb.dtype.itemsize) * 8)
     if array.shape[-1] == 3:
         bits = int(ds.get("BitsStored", 8) or 8)
+        if array.dtype == np.uint8:
+            same: NDArray[np.uint8] = np.asarray(array, np.uint8)
+            return same
         return _to8(array.astype(np.float32), bits)
-    grey = array[..., 0].astype(np.float32)
-    sample = grey[:: max(1, grey.shape[0] // 8)]
-    lo, hi = np.percentile(sample, (0.5, 99.8))
+    stored = array[..., 0]
+    sample = stored[:: max(1, stored.shape[0] // 8)]
+    lo, hi = (float(v) for v in np.percentile(np.asarray(sample), (0.5, 99.8)))
     if hi <= lo:
-        lo, hi = float(grey.min()), float(grey.max())
+        lo, hi = float(stored.min()), float(stored.max())
     if hi <= lo:
         hi = lo + 1
+    invert = pixels.photometric == "MONOCHROME1"
+    if stored.dtype.kind in "iu" and stored.dtype.itemsize <= 2:
+        # a lookup table over every possible stored value: one pass, no float copy
+        bits = 8 * stored.dtype.itemsize
+        signed = stored.dtype.kind == "i"
+        first = -(1 << (bits - 1)) if signed else 0
+        values = np.arange(first, first + (1 << bits), dtype=np.float32)
+        lut = np.clip((values - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+        if invert:
+            lut = 255 - lut
+        unsigned = np.dtype(f"u{stored.dtype.itemsize}")
+        index = stored.view(unsigned)
+        if signed:  # two's complement to offset binary: the same order as ``values``
+            index = index ^ unsigned.type(1 << (bits - 1))
+        table: NDArray[np.uint8] = lut[index]
+        return table
+    grey = stored.astype(np.float32)
     out: NDArray[np.uint8] = np.clip((grey - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
-    if pixels.photometric == "MONOCHROME1":
+    if invert:
         out = 255 - out
     return out
 
