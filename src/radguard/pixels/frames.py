@@ -112,6 +112,7 @@ def display(ds: Dataset, pixels: Pixels) -> NDArray[np.uint8]:
         lut = np.clip((values - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
         if invert:
             lut = 255 - lut
+        stored = stored.astype(stored.dtype.newbyteorder("="), copy=False)
         unsigned = np.dtype(f"u{stored.dtype.itemsize}")
         index = stored.view(unsigned)
         if signed:  # two's complement to offset binary: the same order as ``values``

@@ -142,13 +142,25 @@ def _burned_in(
             try:
                 ds = pydicom.dcmread(deid / out)
                 samples = int(ds.get("SamplesPerPixel", 1) or 1)
-                overlay = 0x60003000 in ds
+                overlay = _overlay_planes(ds)
                 arrays[out] = (ds.pixel_array if "PixelData" in ds else None, samples, overlay)
             except Exception:  # noqa: BLE001 - an unreadable release cannot prove removal
-                arrays[out] = (None, 1, True)
+                arrays[out] = (None, 1, {0x6000: None})
         array, samples, overlay = arrays[out]
-        if str(box.get("source", "")) == "(6000,3000)":
-            gone: bool | None = not overlay
+        source = str(box.get("source", ""))
+        if source.startswith("(60") and source.endswith(",3000)"):
+            # Clean Graphics keeps a cleaned overlay: its glyph bits must be cleared
+            group = int(source[1:5], 16)
+            if group not in overlay:
+                gone: bool | None = True
+            else:
+                planes = overlay[group]
+                legible = (
+                    None
+                    if planes is None
+                    else box_legible(planes, int(box.get("frame", 0)), box, 1)
+                )
+                gone = None if legible is None else not legible
         else:
             legible = (
                 None
@@ -167,6 +179,19 @@ def _burned_in(
                 }
             )
     return {"right": right, "total": total, "share": right / total if total else 1.0}
+
+
+def _overlay_planes(ds: Any) -> dict[int, Any]:
+    """Released overlay groups and their bit planes as 0/1 (None: present but undecodable)."""
+    from radguard.pixels.graphics import overlay_groups, read_overlay
+
+    planes: dict[int, Any] = {}
+    for group in overlay_groups(ds):
+        try:
+            planes[group] = read_overlay(ds, group).astype("uint8")
+        except Exception:  # noqa: BLE001 - an overlay that cannot be read cannot prove removal
+            planes[group] = None
+    return planes
 
 
 def _intervals(
