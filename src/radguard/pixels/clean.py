@@ -28,6 +28,8 @@ from radguard.settings import PixelPolicy, PixelScan, UnknownText
 _SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 _ALNUM = re.compile(r"[A-Za-z0-9]")
 _UNREADABLE_GLYPHS = 3  # glyph-shaped ink strokes that make an unreadable box text
+_SHORTEST = 3  # letters and digits a line needs to be redacted as unknown text
+_SURE = 0.8  # confidence a second reading needs to keep a line as a clinical label
 
 
 @dataclass
@@ -131,6 +133,7 @@ class PixelCleaner:
             self.policy.keyframe_interval,
             tolerance=8 if pixels.lossy else 2,
             stats=stats,
+            doubt=lambda text: classifier.decide(text).verdict is Verdict.UNKNOWN,
         )
         found = []
         for frame, lines in enumerate(per_frame):
@@ -186,9 +189,14 @@ class PixelCleaner:
         if not _ALNUM.search(line.text):
             return None
         decision = classifier.decide(line.text)
+        if decision.verdict is not Verdict.IDENTIFYING and line.others:
+            decision = _second_opinion(decision, line, classifier)
         identifying = decision.verdict is Verdict.IDENTIFYING
         if line.score < self.policy.min_score and not identifying:
             return None  # an unsure read of something that matches nothing: speckle, edges
+        if decision.verdict is Verdict.UNKNOWN and len(_ALNUM.findall(line.text)) < _SHORTEST:
+            # one or two characters identify no one (rows of pieces are judged together)
+            decision = Decision(Verdict.CLINICAL, "too short to identify")
         redact = (
             self.policy.redact_all
             or identifying
@@ -405,6 +413,21 @@ class PixelCleaner:
                 continue
             target = slice(None) if frame < 0 else frame
             array[target, b.y : b.y + b.h, b.x : b.x + b.w, :] = value
+
+
+def _second_opinion(first: Decision, line: Line, classifier: Classifier) -> Decision:
+    """A reading checked against the line's second readings: identifying if any of them
+    identifies; an unknown one clinical if a confident second reading is a clinical label."""
+    verdicts = [(classifier.decide(text), score) for text, score in line.others]
+    for decision, _ in verdicts:
+        if decision.verdict is Verdict.IDENTIFYING:
+            return Decision(Verdict.IDENTIFYING, f"second reading {decision.why}")
+    if first.verdict is not Verdict.UNKNOWN:
+        return first
+    for decision, score in verdicts:
+        if decision.verdict is Verdict.CLINICAL and score >= _SURE:
+            return Decision(Verdict.CLINICAL, "clinical label (second reading)")
+    return first
 
 
 def _size(pixels: Pixels) -> tuple[int, int]:

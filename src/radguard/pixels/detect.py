@@ -33,6 +33,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -55,7 +56,8 @@ class Pass(enum.Enum):
 
 DEFAULT_PASSES = (Pass.FUSED, Pass.FINE)
 _UPSCALE_BELOW = 400
-_WEAK = 0.75  # reads below this confidence are tried again on the fused view
+_WEAK = 0.75  # reads below this confidence are tried again on the other view
+_BUSY_INK = 0.06  # share of ink pixels above which a frame is also read as shown
 
 
 @dataclass
@@ -88,8 +90,10 @@ def _brightest(image: Image) -> Image:
 
 
 def ink(image: Image, level: float = 6.0) -> NDArray[np.bool_]:
-    """Pixels of flat, bright strokes: equal to a 4-neighbour (every channel) and ``level``
-    or more above their 9 x 9 mean, with at least two such pixels around them."""
+    """Pixels of flat, bright strokes: equal to a 4-neighbour (every channel), ``level`` or
+    more above the local background (white top-hat, 11 x 11), with at least two such pixels
+    around them, outside straight runs of 41 px or more, in a connected piece no more than
+    about eight times longer than wide."""
     import cv2
 
     if image.ndim == 3:
@@ -105,11 +109,24 @@ def ink(image: Image, level: float = 6.0) -> NDArray[np.bool_]:
     equal[:-1] |= values[:-1] == values[1:]
     equal[:, 1:] |= values[:, 1:] == values[:, :-1]
     equal[:, :-1] |= values[:, :-1] == values[:, 1:]
-    bright = _brightest(image).astype(np.float32)
-    standing = bright - cv2.blur(bright, (9, 9)) >= level
+    # white top-hat: how far a pixel stands above the background left when every bright
+    # structure narrower than 11 px is opened away (the flat ground around text is not ink)
+    bright = np.ascontiguousarray(_brightest(image))
+    kernel = np.ones((11, 11), np.uint8)
+    standing = cv2.morphologyEx(bright, cv2.MORPH_TOPHAT, kernel) >= level
     flat = (equal & standing).astype(np.uint8)
     neighbours = cv2.filter2D(flat, -1, np.ones((3, 3), np.float32), borderType=cv2.BORDER_CONSTANT)
-    out: NDArray[np.bool_] = (flat > 0) & (neighbours >= 3)
+    kept = ((flat > 0) & (neighbours >= 3)).astype(np.uint8)
+    # long straight runs and thin bands (borders, rulers, grids, flat anatomy edges) are not
+    # strokes of glyphs: runs of 41 px or more go first, then pieces far longer than wide
+    across = np.asarray(cv2.morphologyEx(kept, cv2.MORPH_OPEN, np.ones((1, 41), np.uint8)))
+    down = np.asarray(cv2.morphologyEx(kept, cv2.MORPH_OPEN, np.ones((41, 1), np.uint8)))
+    kept = np.where((across > 0) | (down > 0), np.uint8(0), kept).astype(np.uint8)
+    count, labels, table, _ = cv2.connectedComponentsWithStats(kept, connectivity=8)
+    w, h = table[:, cv2.CC_STAT_WIDTH], table[:, cv2.CC_STAT_HEIGHT]
+    glyph_like = (w <= 8 * h + 8) & (h <= 8 * w + 8)
+    glyph_like[0] = False
+    out: NDArray[np.bool_] = glyph_like[labels] if count > 1 else kept > 0
     return out
 
 
@@ -158,6 +175,7 @@ class Found:
     strokes: NDArray[np.bool_]
     factor: int
     detections: int
+    busy: bool = False  # ink covers much of the frame: it does not single text out
 
     def to_image(self, box: Box) -> Box:
         """A box of ``work`` in the coordinates of the image given to find_text."""
@@ -174,10 +192,15 @@ def find_text(
     rows, cols = image.shape[:2]
     factor = 2 if upscale and min(rows, cols) < _UPSCALE_BELOW else 1
     work = _resize(image, (cols * factor, rows * factor)) if factor > 1 else image
-    strokes = ink(work)
+    strokes = ink(image)  # at the image's own scale: interpolation is never flat
+    if factor > 1:
+        strokes = _resize_mask(strokes, (cols * factor, rows * factor))
     fused = fused_view(work, strokes)
     found: list[Box] = []
     detections = 0
+    busy = float(strokes.mean()) > _BUSY_INK
+    if busy and Pass.FUSED in passes and Pass.BASE not in passes:
+        passes = (*passes, Pass.BASE)  # the ink is everywhere: look at the frame as shown too
     for kind in passes:
         if kind is Pass.FINE:
             continue
@@ -190,24 +213,63 @@ def find_text(
         found.extend(extra)
         detections += calls
     boxes = _merge([_cover_strokes(b, strokes) for b in _merge(found)])
-    return Found(boxes, work, fused, strokes, factor, detections)
+    return Found(boxes, work, fused, strokes, factor, detections, busy)
 
 
-def read_boxes(found: Found, engine: OcrEngine, boxes: list[Box] | None = None) -> list[Line]:
+Doubt = Callable[[str], bool]
+
+
+def read_boxes(
+    found: Found, engine: OcrEngine, boxes: list[Box] | None = None, doubt: Doubt | None = None
+) -> list[Line]:
     """Read ``boxes`` (default: all found) on the fused view, a weak read again on the image
-    as shown, the better kept; boxes in the coordinates of the image given to find_text."""
+    as shown, the better kept; boxes in the coordinates of the image given to find_text.
+    Lines whose reading ``doubt`` says is in doubt (neither identifying nor clinical) get
+    second readings (the other view, and the box enlarged twice) in ``Line.others``."""
     boxes = found.boxes if boxes is None else boxes
-    lines = engine.read(found.fused, boxes) if boxes else []
+    first, other = (found.work, found.fused) if found.busy else (found.fused, found.work)
+    lines = engine.read(first, boxes) if boxes else []
     weak = [k for k, line in enumerate(lines) if line.score < _WEAK]
+    seconds: dict[int, list[tuple[str, float]]] = {}
     if weak:
-        again = engine.read(found.work, [boxes[k] for k in weak])
+        again = engine.read(other, [boxes[k] for k in weak])
         for k, line in zip(weak, again, strict=True):
+            seconds[k] = [(lines[k].text, lines[k].score)]
             if line.score > lines[k].score:
                 lines[k] = line
+            else:
+                seconds[k] = [(line.text, line.score)]
+    if doubt is not None:
+        unsure = [k for k, line in enumerate(lines) if doubt(line.text)]
+        if unsure:
+            others = [k for k in unsure if k not in seconds]
+            read = engine.read(other, [boxes[k] for k in others]) if others else []
+            for k, line in zip(others, read, strict=True):
+                seconds[k] = [(line.text, line.score)]
+            for k in unsure:
+                seconds[k].append(_read_enlarged(engine, first, boxes[k]))
     return [
-        Line(found.to_image(box), line.text, line.score, glyph_count(found.strokes, box))
-        for box, line in zip(boxes, lines, strict=True)
+        Line(
+            found.to_image(box),
+            line.text,
+            line.score,
+            glyph_count(found.strokes, box),
+            tuple(seconds.get(k, ())),
+        )
+        for k, (box, line) in enumerate(zip(boxes, lines, strict=True))
     ]
+
+
+def _read_enlarged(engine: OcrEngine, view: Image, box: Box) -> tuple[str, float]:
+    """The box cut out with a little margin, enlarged twice, read on its own."""
+    rows, cols = view.shape[:2]
+    grown = box.grow(max(2, box.h // 6), cols, rows)
+    crop = np.ascontiguousarray(view[grown.y : grown.y + grown.h, grown.x : grown.x + grown.w])
+    if crop.size == 0:
+        return ("", 0.0)
+    big = _resize(crop, (crop.shape[1] * 2, crop.shape[0] * 2))
+    line = engine.read(big, [Box(0, 0, big.shape[1], big.shape[0])])[0]
+    return (line.text, line.score)
 
 
 def glyph_count(strokes: NDArray[np.bool_], box: Box) -> int:
@@ -235,11 +297,12 @@ def read_frame(
     passes: tuple[Pass, ...],
     stats: ScanStats | None = None,
     upscale: bool = True,
+    doubt: Doubt | None = None,
 ) -> list[Line]:
     """Every text line found in ``image`` by any pass, read once each (a weak read twice)."""
     started = time.perf_counter()
     found = find_text(engine, image, passes, upscale)
-    lines = read_boxes(found, engine)
+    lines = read_boxes(found, engine, doubt=doubt)
     if stats is not None:
         stats.detections += found.detections
         stats.ocr_seconds += time.perf_counter() - started
@@ -312,6 +375,15 @@ def _cover_strokes(box: Box, strokes: NDArray[np.bool_]) -> Box:
     return grown
 
 
+def _resize_mask(mask: NDArray[np.bool_], size: tuple[int, int]) -> NDArray[np.bool_]:
+    import cv2
+
+    out: NDArray[np.bool_] = (
+        cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    )
+    return out
+
+
 def _resize(image: Image, size: tuple[int, int]) -> Image:
     import cv2
 
@@ -341,14 +413,16 @@ def read_frames(
     keyframe_interval: int = 25,
     tolerance: int = 2,
     stats: ScanStats | None = None,
+    doubt: Doubt | None = None,
 ) -> list[list[Line]]:
-    """Text lines per frame of ``frames`` (frames, rows, cols[, 3]), reusing what can be."""
+    """Text lines per frame of ``frames`` (frames, rows, cols[, 3]), reusing what can be
+    (``doubt``: see :func:`read_boxes`)."""
     stats = stats if stats is not None else ScanStats()
     count = int(frames.shape[0])
     stats.frames += count
     if count == 1:
         stats.full += 1
-        return [read_frame(engine, frames[0], passes, stats)]
+        return [read_frame(engine, frames[0], passes, stats, doubt=doubt)]
     grey = frames if frames.ndim == 3 else frames.max(axis=3)
     spread = grey.max(axis=0).astype(np.int16) - grey.min(axis=0)
     static = spread <= tolerance
@@ -356,7 +430,9 @@ def read_frames(
     static_lines: list[Line] = []
     if static.any() and not static.all():
         composite = np.where(static[..., None] if frames.ndim == 4 else static, frames[0], 0)
-        static_lines = read_frame(engine, composite.astype(np.uint8), _masked(passes), stats)
+        static_lines = read_frame(
+            engine, composite.astype(np.uint8), _masked(passes), stats, doubt=doubt
+        )
     seen: dict[bytes, int] = {}
     key_index = 0
     key_lines: list[Line] = []
@@ -370,7 +446,7 @@ def read_frames(
         seen[digest] = k
         is_key = k == 0 or k == count - 1 or (k - key_index) >= keyframe_interval
         if is_key:
-            key_index, key_lines = k, read_frame(engine, frames[k], passes, stats)
+            key_index, key_lines = k, read_frame(engine, frames[k], passes, stats, doubt=doubt)
             stats.full += 1
             results[k] = _dedupe([*static_lines, *key_lines])
             continue
@@ -390,7 +466,7 @@ def read_frames(
                 lines.extend(last[3])
                 stats.reused += 1
             else:
-                found = _read_region(engine, frames[k], region, passes, stats)
+                found = _read_region(engine, frames[k], region, passes, stats, doubt)
                 known = [line.box for line in lines]
                 found = [line for line in found if not _inside_any(line.box, known)]
                 last = (region, candidates, grey[k], found)
@@ -414,6 +490,7 @@ def _read_region(
     region: NDArray[np.bool_],
     passes: tuple[Pass, ...],
     stats: ScanStats,
+    doubt: Doubt | None = None,
 ) -> list[Line]:
     """Read only ``region`` of ``frame``: its bounding box, black outside the region."""
     ys, xs = np.nonzero(region)
@@ -422,7 +499,7 @@ def _read_region(
     crop = frame[y0:y1, x0:x1]
     composite = np.where(mask[..., None] if crop.ndim == 3 else mask, crop, 0).astype(np.uint8)
     found = read_frame(
-        engine, np.ascontiguousarray(composite), _masked(passes), stats, upscale=False
+        engine, np.ascontiguousarray(composite), _masked(passes), stats, False, doubt
     )
     return [replace(line, box=line.box.shifted(x0, y0)) for line in found]
 

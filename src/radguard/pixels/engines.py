@@ -91,6 +91,7 @@ class Line:
     text: str
     score: float
     glyphs: int = 0  # glyph-sized ink strokes in the box (0: not counted)
+    others: tuple[tuple[str, float], ...] = ()  # second readings (text, confidence)
 
 
 class OcrEngine(Protocol):
