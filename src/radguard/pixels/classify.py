@@ -245,7 +245,7 @@ def _without_honorifics(value: str) -> str:
     return "=".join("^".join(g.split("^")[:3]).rstrip("^") for g in groups)
 
 
-_PROBE = re.compile(r"[A-Z]{1,3}\d{1,2}(?:-\d{1,2})?[A-Z]?")  # C5-1, L12-5, 9L4, ...
+_PROBE = re.compile(r"[A-Z]{1,3}\d{1,2}(?:[- ]\d{1,2})?[A-Z]?")  # C5-1, L12-5 (L12 5), C5
 _DIGIT_JOIN = re.compile(r"\d\s*[/:]\s*\d")  # 02/04, 11:2: dates and clocks, never labels
 _MAX_DIGITS = 6
 
@@ -263,7 +263,7 @@ def _all_clinical(text: str) -> bool:
     if sum(map(len, numbers)) > _MAX_DIGITS or any(len(n) > 4 for n in numbers):
         return False
     compact = re.sub(r"\s+", "", upper)
-    if _PROBE.fullmatch(compact) or re.fullmatch(r"[A-Z]", compact):
+    if _PROBE.fullmatch(upper.strip()) or re.fullmatch(r"[A-Z]", compact):
         return True
     named = bool(re.search(r"\d\.\d", upper))
     for group in re.findall(r"[A-Z]+(?:\s+[A-Z]+)*", upper):

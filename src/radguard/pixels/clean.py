@@ -30,6 +30,7 @@ _ALNUM = re.compile(r"[A-Za-z0-9]")
 _UNREADABLE_GLYPHS = 3  # glyph-shaped ink strokes that make an unreadable box text
 _SHORTEST = 3  # letters and digits a line needs to be redacted as unknown text
 _SURE = 0.8  # confidence a second reading needs to keep a line as a clinical label
+_SECOND_LOW = 0.5  # confidence a longer second reading needs to overrule a short label
 
 
 @dataclass
@@ -194,7 +195,11 @@ class PixelCleaner:
         identifying = decision.verdict is Verdict.IDENTIFYING
         if line.score < self.policy.min_score and not identifying:
             return None  # an unsure read of something that matches nothing: speckle, edges
-        if decision.verdict is Verdict.UNKNOWN and len(_ALNUM.findall(line.text)) < _SHORTEST:
+        longest = max(
+            [len(_ALNUM.findall(line.text))]
+            + [len(_ALNUM.findall(t)) for t, p in line.others if p >= self.policy.min_score]
+        )
+        if decision.verdict is Verdict.UNKNOWN and longest < _SHORTEST:
             # one or two characters identify no one (rows of pieces are judged together)
             decision = Decision(Verdict.CLINICAL, "too short to identify")
         redact = (
@@ -422,6 +427,17 @@ def _second_opinion(first: Decision, line: Line, classifier: Classifier) -> Deci
     for decision, _ in verdicts:
         if decision.verdict is Verdict.IDENTIFYING:
             return Decision(Verdict.IDENTIFYING, f"second reading {decision.why}")
+    if first.verdict is Verdict.CLINICAL:
+        # a short clinical reading ('R') where another reading sees a longer unknown text:
+        # the engine read part of the line; trust the longer reading
+        shortest = len(_ALNUM.findall(line.text)) + 2
+        for (text, score), (decision, _) in zip(line.others, verdicts, strict=True):
+            if (
+                decision.verdict is Verdict.UNKNOWN
+                and score >= _SECOND_LOW
+                and len(_ALNUM.findall(text)) > shortest
+            ):
+                return Decision(Verdict.UNKNOWN, "readings disagree (a longer reading is no label)")
     if first.verdict is not Verdict.UNKNOWN:
         return first
     for decision, score in verdicts:

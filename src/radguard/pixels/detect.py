@@ -57,6 +57,7 @@ class Pass(enum.Enum):
 DEFAULT_PASSES = (Pass.FUSED, Pass.FINE)
 _UPSCALE_BELOW = 400
 _WEAK = 0.75  # reads below this confidence are tried again on the other view
+_ONE_GLYPH = 1.3  # boxes narrower than this many heights are single glyphs, not read
 _BUSY_INK = 0.06  # share of ink pixels above which a frame is also read as shown
 
 
@@ -113,7 +114,11 @@ def ink(image: Image, level: float = 6.0) -> NDArray[np.bool_]:
     # structure narrower than 11 px is opened away (the flat ground around text is not ink)
     bright = np.ascontiguousarray(_brightest(image))
     kernel = np.ones((11, 11), np.uint8)
-    standing = cv2.morphologyEx(bright, cv2.MORPH_TOPHAT, kernel) >= level
+    above = np.asarray(cv2.morphologyEx(bright, cv2.MORPH_TOPHAT, kernel))
+    # and at least half as far above it as the brightest stroke nearby: the soft gaps and
+    # fringes of bright text (anti-aliasing, lossy compression) are not ink
+    nearby = np.asarray(cv2.dilate(above, np.ones((5, 5), np.uint8)))
+    standing = (above >= level) & (above.astype(np.uint16) * 2 >= nearby)
     flat = (equal & standing).astype(np.uint8)
     neighbours = cv2.filter2D(flat, -1, np.ones((3, 3), np.float32), borderType=cv2.BORDER_CONSTANT)
     kept = ((flat > 0) & (neighbours >= 3)).astype(np.uint8)
@@ -213,6 +218,9 @@ def find_text(
         found.extend(extra)
         detections += calls
     boxes = _merge([_cover_strokes(b, strokes) for b in _merge(found)])
+    # a box no wider than tall holds one glyph at most: it identifies no one, and speckle
+    # yields many of them
+    boxes = [b for b in boxes if b.w >= _ONE_GLYPH * b.h]
     return Found(boxes, work, fused, strokes, factor, detections, busy)
 
 
