@@ -379,6 +379,8 @@ class PixelCleaner:
         lines: list[Line] = []
         unread: list[tuple[Box, Box]] = []
         for in_mosaic, in_frame in placed:
+            if _painted_share(in_frame, paint) >= 0.9:
+                continue  # the paint itself (its edges look like a box of text)
             same = next((f for f in kept if _same_place(f.box, in_frame, paint)), None)
             if same is not None:
                 lines.append(Line(in_frame, same.text, same.score))
@@ -472,6 +474,20 @@ def _samples(run: list[int], interval: int) -> list[int]:
     """Frames of a run read in full besides its first: every ``interval``-th and the last."""
     picked = run[interval::interval] + run[-1:]
     return [f for f in dict.fromkeys(picked) if f != run[0]]
+
+
+def _painted_share(box: Box, paint: list[Box]) -> float:
+    """The share of ``box`` that lies under paint."""
+    if not paint or box.area == 0:
+        return 0.0
+    every = [*paint, box]
+    x0, y0 = min(p.x for p in every), min(p.y for p in every)
+    x1, y1 = max(p.x + p.w for p in every), max(p.y + p.h for p in every)
+    under = np.zeros((y1 - y0, x1 - x0), bool)
+    for p in paint:
+        under[p.y - y0 : p.y - y0 + p.h, p.x - x0 : p.x - x0 + p.w] = True
+    region = under[box.y - y0 : box.y - y0 + box.h, box.x - x0 : box.x - x0 + box.w]
+    return float(region.mean())
 
 
 def _same_place(box: Box, other: Box, paint: list[Box]) -> bool:
