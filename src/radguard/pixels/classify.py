@@ -245,38 +245,57 @@ def _without_honorifics(value: str) -> str:
     return "=".join("^".join(g.split("^")[:3]).rstrip("^") for g in groups)
 
 
-_PROBE = re.compile(r"[A-Z]{1,3}\d{1,2}(?:[- ]\d{1,2})?[A-Z]?")  # C5-1, L12-5 (L12 5), C5
+# probe names: C5-1, L12-5 (L12 5), C5, P4-2, E8C (curved, linear, phased, sector, endocavity,
+# volume, transoesophageal families)
+_PROBE = re.compile(r"(?:[CLPSEVT]{1,2}\d{1,2}[- ]\d{1,2}|[CLPSEVT]{1,2}\d{1,2})[A-Z]?")
 _DIGIT_JOIN = re.compile(r"\d\s*[/:]\s*\d")  # 02/04, 11:2: dates and clocks, never labels
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _MAX_DIGITS = 6
 
 
 def _all_clinical(text: str) -> bool:
-    """A clinical label: its letters are clinical words (glued, split by a stray space, or
-    one OCR slip from one in words of four letters or more), with at least one such word or
-    a decimal measurement (or the line is a lone letter or a probe name); no number longer
-    than four digits, six digits in all at most, and no digits joined by ``/`` or ``:``.
-    Anything else, an ID or a date read in pieces included, is not a label."""
+    """A clinical label: its letters are clinical words (glued, or split by a stray space),
+    at least one of two letters or more (or the line is a lone letter or a probe name); a
+    word one OCR slip from a clinical word (four letters or more, not a census name) only
+    beside an exact one; numbers of at most three digits or short decimals (1.23), six
+    digits in all, none joined by ``/`` or ``:``. Anything else (an ID, a date, a clock or a
+    telephone number read in pieces, a lone surname) is not a label."""
     upper = text.upper()
     if _DIGIT_JOIN.search(upper):
         return False
-    numbers = re.findall(r"\d+", upper)
-    if sum(map(len, numbers)) > _MAX_DIGITS or any(len(n) > 4 for n in numbers):
+    numbers = _NUMBER.findall(upper)
+    parts = [n.partition(".") for n in numbers]
+    whole, fraction = [p[0] for p in parts], [p[2] for p in parts]
+    if sum(len(n) - n.count(".") for n in numbers) > _MAX_DIGITS:
+        return False
+    if any(len(w) > 3 for w in whole) or any(len(f) > 2 for f in fraction):
         return False
     compact = re.sub(r"\s+", "", upper)
     if _PROBE.fullmatch(upper.strip()) or re.fullmatch(r"[A-Z]", compact):
         return True
-    named = bool(re.search(r"\d\.\d", upper))
+    named = False
+    slipped: list[str] = []
     for group in re.findall(r"[A-Z]+(?:\s+[A-Z]+)*", upper):
         runs = group.split()
-        if all(len(r) == 1 or r in CLINICAL_VOCABULARY or _glued(r) for r in runs):
-            named = named or any(len(r) > 1 for r in runs)
-            continue
-        joined = "".join(runs)
-        if _near_glued(joined, max(1, len(joined) // 6)):
+        exact = [r for r in runs if len(r) == 1 or r in CLINICAL_VOCABULARY or _glued(r)]
+        named = named or any(len(r) > 1 for r in exact)
+        rest = "".join(r for r in runs if r not in exact)
+        if rest and (_glued(rest) or _glued("".join(runs))):
             named = True
-            continue
-        return False
-    return named
+        elif rest:
+            slipped.append(rest)
+    if not slipped:
+        return named
+    first, last = _census()
+    return named and all(
+        w not in first and w not in last and _near_glued(w, max(1, len(w) // 6)) for w in slipped
+    )
+
+
+def _census() -> tuple[frozenset[str], frozenset[str]]:
+    from radguard.verify.generic import _names
+
+    return _names()
 
 
 @lru_cache(maxsize=4096)
@@ -292,6 +311,7 @@ def _near_glued(run: str, slips: int) -> bool:
         if (
             slips
             and k >= 4
+            and head not in _census()[1]
             and any(_near(head, w) for w in _BY_LENGTH.get(k, ()))
             and _near_glued(run[k:], slips - 1)
         ):
@@ -299,7 +319,6 @@ def _near_glued(run: str, slips: int) -> bool:
     return False
 
 
-_LONG_WORDS = tuple(w for w in CLINICAL_VOCABULARY if len(w) >= 3)
 _BY_LENGTH: dict[int, tuple[str, ...]] = {
     n: tuple(w for w in CLINICAL_VOCABULARY if abs(len(w) - n) <= 1 and len(w) >= 4)
     for n in range(3, 15)

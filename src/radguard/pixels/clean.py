@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,14 @@ from pydicom.dataset import Dataset
 
 from radguard.errors import Rejected
 from radguard.pixels.classify import Classifier, Decision, Verdict, header_identifiers
-from radguard.pixels.detect import Pass, ScanStats, find_text, read_boxes, read_frames
+from radguard.pixels.detect import (
+    Pass,
+    ScanStats,
+    find_text,
+    read_boxes,
+    read_frames,
+    upscale_factor,
+)
 from radguard.pixels.engines import Box, Line, OcrEngine, get_engine
 from radguard.pixels.frames import Pixels, decode, display, fill_value, write_back
 from radguard.settings import PixelPolicy, PixelScan, UnknownText
@@ -29,6 +36,9 @@ _SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 _ALNUM = re.compile(r"[A-Za-z0-9]")
 _UNREADABLE_GLYPHS = 3  # glyph-shaped ink strokes that make an unreadable box text
 _SHORTEST = 3  # letters and digits a line needs to be redacted as unknown text
+_SHORT_BOX = 2.5  # ...in a box no wider than this many heights
+_WIDE = 4.0  # a box this many heights wide has room for a word: unreadable there is text
+_TOO_SHORT = "too short to identify"
 _SURE = 0.8  # confidence a second reading needs to keep a line as a clinical label
 _SECOND_LOW = 0.5  # confidence a longer second reading needs to overrule a short label
 
@@ -169,7 +179,9 @@ class PixelCleaner:
             if decision.verdict is not Verdict.IDENTIFYING:
                 continue
             # a clinical label that happens to share the row keeps its pixels
-            painted = [f for f in row if f.verdict is not Verdict.CLINICAL] or row
+            painted = [
+                f for f in row if f.verdict is not Verdict.CLINICAL or f.why == _TOO_SHORT
+            ] or row
             box = painted[0].box
             for member in painted[1:]:
                 box = box.union(member.box)
@@ -180,7 +192,8 @@ class PixelCleaner:
 
     def _decide(self, frame: int, line: Line, classifier: Classifier) -> TextFound | None:
         unreadable = not _ALNUM.search(line.text) or line.score < self.policy.min_score
-        if unreadable and line.glyphs >= _UNREADABLE_GLYPHS:
+        wide = line.box.w >= _WIDE * max(line.box.h, 1)  # room for a word, ink or no ink
+        if unreadable and (line.glyphs >= _UNREADABLE_GLYPHS or wide):
             # ink shaped like a row of glyphs that the engine cannot read: fail closed
             decision = Decision(Verdict.UNKNOWN, f"unreadable text ({line.glyphs} glyph strokes)")
             redact = self.policy.redact_all or self.policy.unknown_text is UnknownText.REDACT
@@ -199,9 +212,11 @@ class PixelCleaner:
             [len(_ALNUM.findall(line.text))]
             + [len(_ALNUM.findall(t)) for t, p in line.others if p >= self.policy.min_score]
         )
-        if decision.verdict is Verdict.UNKNOWN and longest < _SHORTEST:
-            # one or two characters identify no one (rows of pieces are judged together)
-            decision = Decision(Verdict.CLINICAL, "too short to identify")
+        small = line.glyphs < _UNREADABLE_GLYPHS and line.box.w <= _SHORT_BOX * line.box.h
+        if decision.verdict is Verdict.UNKNOWN and longest < _SHORTEST and small:
+            # one or two characters in a box no bigger identify no one (rows of pieces are
+            # judged together, and painted when the row identifies)
+            decision = Decision(Verdict.CLINICAL, _TOO_SHORT)
         redact = (
             self.policy.redact_all
             or identifying
@@ -253,7 +268,10 @@ class PixelCleaner:
             again = self._reread(ds, pixels, classifier, report.stats, painted, report.found)
             still = [f for f in again if f.verdict is Verdict.IDENTIFYING]
             more = [f for f in again if f.redacted]
-            if not more or attempt == 2:
+            if not more:
+                break
+            if attempt == 2:  # a third round still finds text to paint: refuse, do not guess
+                still = more
                 break
             report.found.extend(more)
             self._paint(pixels, [(f.frame, f.box) for f in more], fill)
@@ -289,6 +307,7 @@ class PixelCleaner:
         started = time.perf_counter()
         views = display(ds, pixels)
         count, rows, cols = int(views.shape[0]), int(views.shape[1]), int(views.shape[2])
+        factor = upscale_factor(rows, cols)
         by_frame: dict[int, list[Box]] = {}
         by_paint: dict[int, list[Box]] = {}
         for frame, box in painted:
@@ -333,7 +352,7 @@ class PixelCleaner:
                     stats.reused += 1
                 else:
                     cache[key] = self._read_regions(
-                        regions, crops, by_paint[run[0]], known_here, stats
+                        regions, crops, by_paint[run[0]], known_here, stats, factor
                     )
                 lines.extend(cache[key])
             for frame in run:
@@ -351,8 +370,10 @@ class PixelCleaner:
         paint: list[Box],
         kept: list[TextFound],
         stats: ScanStats,
+        factor: int,
     ) -> list[Line]:
-        """Detect on the crops stacked with black gaps, map boxes back, read the new ones."""
+        """Detect on the crops stacked with black gaps (enlarged as their frame was on the
+        first read), map boxes back, read the new ones."""
         gap = 24
         width = max(c.shape[1] for c in crops)
         height = sum(c.shape[0] for c in crops) + gap * (len(crops) - 1)
@@ -363,33 +384,29 @@ class PixelCleaner:
             mosaic[y : y + crop.shape[0], : crop.shape[1]] = crop
             tops.append(y)
             y += crop.shape[0] + gap
-        found = find_text(self.engine, mosaic, self.passes, upscale=False)
+        found = find_text(self.engine, mosaic, self.passes, factor=factor)
         stats.detections += found.detections
-        placed: list[tuple[Box, Box]] = []  # (in the mosaic, in the frame)
-        for box in found.boxes:
+        placed: list[tuple[Box, Box]] = []  # (as found, upscaled; in the frame)
+        for work_box in found.boxes:
+            box = found.to_image(work_box)  # in the mosaic
             k = max(
                 range(len(crops)),
                 key=lambda n: box.overlap(Box(0, tops[n], crops[n].shape[1], crops[n].shape[0])),
             )
             inside = _clip(box.shifted(0, -tops[k]), crops[k].shape[1], crops[k].shape[0])
             if inside.w > 0 and inside.h > 0:
-                placed.append(
-                    (inside.shifted(0, tops[k]), inside.shifted(regions[k].x, regions[k].y))
-                )
+                placed.append((work_box, inside.shifted(regions[k].x, regions[k].y)))
         lines: list[Line] = []
         unread: list[tuple[Box, Box]] = []
-        for in_mosaic, in_frame in placed:
-            if _painted_share(in_frame, paint) >= 0.9:
-                continue  # the paint itself (its edges look like a box of text)
+        for work_box, in_frame in placed:
             same = next((f for f in kept if _same_place(f.box, in_frame, paint)), None)
             if same is not None:
                 lines.append(Line(in_frame, same.text, same.score))
             else:
-                unread.append((in_mosaic, in_frame))
-        read = read_boxes(found, self.engine, [m for m, _ in unread])
+                unread.append((work_box, in_frame))
+        read = read_boxes(found, self.engine, [w for w, _ in unread])
         lines.extend(
-            Line(in_frame, line.text, line.score, line.glyphs)
-            for (_, in_frame), line in zip(unread, read, strict=True)
+            replace(line, box=in_frame) for (_, in_frame), line in zip(unread, read, strict=True)
         )
         return lines
 
@@ -442,8 +459,14 @@ def _second_opinion(first: Decision, line: Line, classifier: Classifier) -> Deci
                 return Decision(Verdict.UNKNOWN, "readings disagree (a longer reading is no label)")
     if first.verdict is not Verdict.UNKNOWN:
         return first
-    for decision, score in verdicts:
-        if decision.verdict is Verdict.CLINICAL and score >= _SURE:
+    length = len(_ALNUM.findall(line.text))
+    for (text, _), (decision, score) in zip(line.others, verdicts, strict=True):
+        # a clinical second reading that saw as much as the first (not a piece of it)
+        if (
+            decision.verdict is Verdict.CLINICAL
+            and score >= _SURE
+            and len(_ALNUM.findall(text)) >= length
+        ):
             return Decision(Verdict.CLINICAL, "clinical label (second reading)")
     return first
 
@@ -474,20 +497,6 @@ def _samples(run: list[int], interval: int) -> list[int]:
     """Frames of a run read in full besides its first: every ``interval``-th and the last."""
     picked = run[interval::interval] + run[-1:]
     return [f for f in dict.fromkeys(picked) if f != run[0]]
-
-
-def _painted_share(box: Box, paint: list[Box]) -> float:
-    """The share of ``box`` that lies under paint."""
-    if not paint or box.area == 0:
-        return 0.0
-    every = [*paint, box]
-    x0, y0 = min(p.x for p in every), min(p.y for p in every)
-    x1, y1 = max(p.x + p.w for p in every), max(p.y + p.h for p in every)
-    under = np.zeros((y1 - y0, x1 - x0), bool)
-    for p in paint:
-        under[p.y - y0 : p.y - y0 + p.h, p.x - x0 : p.x - x0 + p.w] = True
-    region = under[box.y - y0 : box.y - y0 + box.h, box.x - x0 : box.x - x0 + box.w]
-    return float(region.mean())
 
 
 def _same_place(box: Box, other: Box, paint: list[Box]) -> bool:

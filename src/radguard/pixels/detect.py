@@ -57,7 +57,8 @@ class Pass(enum.Enum):
 DEFAULT_PASSES = (Pass.FUSED, Pass.FINE)
 _UPSCALE_BELOW = 400
 _WEAK = 0.75  # reads below this confidence are tried again on the other view
-_ONE_GLYPH = 1.3  # boxes narrower than this many heights are single glyphs, not read
+_ONE_GLYPH = 1.3  # boxes narrower than this many heights are single glyphs, not read...
+_ONE_GLYPH_HEIGHT = 24  # ...unless taller than this (pixels of the frame)
 _BUSY_INK = 0.06  # share of ink pixels above which a frame is also read as shown
 
 
@@ -190,12 +191,23 @@ class Found:
         return Box(box.x, box.y, min(box.w, cols - box.x), min(box.h, rows - box.y))
 
 
+def upscale_factor(rows: int, cols: int) -> int:
+    """How much a frame of this size is enlarged before detection (small text)."""
+    return 2 if min(rows, cols) < _UPSCALE_BELOW else 1
+
+
 def find_text(
-    engine: OcrEngine, image: Image, passes: tuple[Pass, ...], upscale: bool = True
+    engine: OcrEngine,
+    image: Image,
+    passes: tuple[Pass, ...],
+    upscale: bool = True,
+    factor: int | None = None,
 ) -> Found:
-    """Boxes of text lines in ``image`` by every pass (small frames upscaled first)."""
+    """Boxes of text lines in ``image`` by every pass (small frames upscaled first; a crop of
+    a frame passes the frame's ``factor``)."""
     rows, cols = image.shape[:2]
-    factor = 2 if upscale and min(rows, cols) < _UPSCALE_BELOW else 1
+    if factor is None:
+        factor = upscale_factor(rows, cols) if upscale else 1
     work = _resize(image, (cols * factor, rows * factor)) if factor > 1 else image
     strokes = ink(image)  # at the image's own scale: interpolation is never flat
     if factor > 1:
@@ -218,9 +230,9 @@ def find_text(
         found.extend(extra)
         detections += calls
     boxes = _merge([_cover_strokes(b, strokes) for b in _merge(found)])
-    # a box no wider than tall holds one glyph at most: it identifies no one, and speckle
-    # yields many of them
-    boxes = [b for b in boxes if b.w >= _ONE_GLYPH * b.h]
+    # a small box no wider than tall holds one glyph at most: it identifies no one, and
+    # speckle yields many of them (taller ones may hold stacked or vertical text: read)
+    boxes = [b for b in boxes if b.w >= _ONE_GLYPH * b.h or b.h > _ONE_GLYPH_HEIGHT * factor]
     return Found(boxes, work, fused, strokes, factor, detections, busy)
 
 
@@ -306,10 +318,11 @@ def read_frame(
     stats: ScanStats | None = None,
     upscale: bool = True,
     doubt: Doubt | None = None,
+    factor: int | None = None,
 ) -> list[Line]:
     """Every text line found in ``image`` by any pass, read once each (a weak read twice)."""
     started = time.perf_counter()
-    found = find_text(engine, image, passes, upscale)
+    found = find_text(engine, image, passes, upscale, factor)
     lines = read_boxes(found, engine, doubt=doubt)
     if stats is not None:
         stats.detections += found.detections
@@ -507,7 +520,12 @@ def _read_region(
     crop = frame[y0:y1, x0:x1]
     composite = np.where(mask[..., None] if crop.ndim == 3 else mask, crop, 0).astype(np.uint8)
     found = read_frame(
-        engine, np.ascontiguousarray(composite), _masked(passes), stats, False, doubt
+        engine,
+        np.ascontiguousarray(composite),
+        _masked(passes),
+        stats,
+        doubt=doubt,
+        factor=upscale_factor(*frame.shape[:2]),
     )
     return [replace(line, box=line.box.shifted(x0, y0)) for line in found]
 

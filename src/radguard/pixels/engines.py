@@ -75,12 +75,12 @@ class Box:
         return Box(self.x + dx, self.y + dy, self.w, self.h)
 
     def scaled(self, factor: float) -> Box:
-        return Box(
-            int(self.x / factor),
-            int(self.y / factor),
-            int(np.ceil(self.w / factor)),
-            int(np.ceil(self.h / factor)),
-        )
+        """The box of an image enlarged ``factor`` times, in the original image (every pixel
+        it touches: edges rounded outwards)."""
+        x0, y0 = int(np.floor(self.x / factor)), int(np.floor(self.y / factor))
+        x1 = int(np.ceil((self.x + self.w) / factor))
+        y1 = int(np.ceil((self.y + self.h) / factor))
+        return Box(x0, y0, x1 - x0, y1 - y0)
 
 
 @dataclass(frozen=True)

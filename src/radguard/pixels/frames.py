@@ -96,6 +96,11 @@ def display(ds: Dataset, pixels: Pixels) -> NDArray[np.uint8]:
             return same
         return _to8(array.astype(np.float32), bits)
     stored = array[..., 0]
+    if stored.dtype.kind == "f" and not np.isfinite(stored).all():
+        # NaN or infinite samples would blank the whole view (and hide any text)
+        finite = stored[np.isfinite(stored)]
+        low = float(finite.min()) if finite.size else 0.0
+        stored = np.nan_to_num(stored, nan=low, posinf=low, neginf=low)
     sample = stored[:: max(1, stored.shape[0] // 8)]
     lo, hi = (float(v) for v in np.percentile(np.asarray(sample), (0.5, 99.8)))
     if hi <= lo:
