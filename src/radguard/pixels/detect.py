@@ -244,8 +244,8 @@ def read_boxes(
 ) -> list[Line]:
     """Read ``boxes`` (default: all found) on the fused view, a weak read again on the image
     as shown, the better kept; boxes in the coordinates of the image given to find_text.
-    Lines whose reading ``doubt`` says is in doubt (neither identifying nor clinical) get
-    second readings (the other view, and the box enlarged twice) in ``Line.others``."""
+    Lines whose reading ``doubt`` says is in doubt (neither identifying nor clinical) get a
+    second reading on the other view in ``Line.others`` (as weak ones do)."""
     boxes = found.boxes if boxes is None else boxes
     first, other = (found.work, found.fused) if found.busy else (found.fused, found.work)
     lines = engine.read(first, boxes) if boxes else []
@@ -266,8 +266,6 @@ def read_boxes(
             read = engine.read(other, [boxes[k] for k in others]) if others else []
             for k, line in zip(others, read, strict=True):
                 seconds[k] = [(line.text, line.score)]
-            for k in unsure:
-                seconds[k].append(_read_enlarged(engine, first, boxes[k]))
     return [
         Line(
             found.to_image(box),
@@ -278,18 +276,6 @@ def read_boxes(
         )
         for k, (box, line) in enumerate(zip(boxes, lines, strict=True))
     ]
-
-
-def _read_enlarged(engine: OcrEngine, view: Image, box: Box) -> tuple[str, float]:
-    """The box cut out with a little margin, enlarged twice, read on its own."""
-    rows, cols = view.shape[:2]
-    grown = box.grow(max(2, box.h // 6), cols, rows)
-    crop = np.ascontiguousarray(view[grown.y : grown.y + grown.h, grown.x : grown.x + grown.w])
-    if crop.size == 0:
-        return ("", 0.0)
-    big = _resize(crop, (crop.shape[1] * 2, crop.shape[0] * 2))
-    line = engine.read(big, [Box(0, 0, big.shape[1], big.shape[0])])[0]
-    return (line.text, line.score)
 
 
 def glyph_count(strokes: NDArray[np.bool_], box: Box) -> int:
