@@ -56,7 +56,7 @@ class Pass(enum.Enum):
 
 DEFAULT_PASSES = (Pass.FUSED, Pass.FINE)
 _UPSCALE_BELOW = 400
-_WEAK = 0.75  # reads below this confidence are tried again on the other view
+_WEAK = 0.6  # reads below this confidence are tried again on the other view
 _ONE_GLYPH = 1.3  # boxes narrower than this many heights are single glyphs, not read...
 _ONE_GLYPH_HEIGHT = 24  # ...unless taller than this (pixels of the frame)
 _BUSY_INK = 0.06  # share of ink pixels above which a frame is also read as shown
