@@ -39,6 +39,7 @@ _SHORTEST = 3  # letters and digits a line needs to be redacted as unknown text
 _SHORT_BOX = 2.5  # ...in a box no wider than this many heights
 _WIDE = 4.0  # a box this many heights wide has room for a word: unreadable there is text
 _TOO_SHORT = "too short to identify"
+_UNREAD = "nothing read"
 _SURE = 0.8  # confidence a second reading needs to keep a line as a clinical label
 _SECOND_LOW = 0.5  # confidence a longer second reading needs to overrule a short label
 
@@ -148,11 +149,24 @@ class PixelCleaner:
         )
         found = []
         for frame, lines in enumerate(per_frame):
-            decided = [self._decide(frame, line, classifier) for line in lines]
-            items = [item for item in decided if item is not None]
-            found.extend(items)
-            found.extend(self._rows(frame, items, classifier))
+            found.extend(self._judge(frame, lines, classifier))
         return found
+
+    def _judge(self, frame: int, lines: list[Line], classifier: Classifier) -> list[TextFound]:
+        """Every line decided, then rows of pieces. Boxes dropped as no text (nothing read)
+        still join rows: when the row identifies they are painted with it (the detector may
+        cut a line where it crosses anatomy; the rest of it reads as nothing)."""
+        items: list[TextFound] = []
+        unread: list[TextFound] = []
+        for line in lines:
+            item = self._decide(frame, line, classifier)
+            if item is not None:
+                items.append(item)
+            else:
+                unread.append(
+                    TextFound(frame, line.box, "", line.score, Verdict.UNKNOWN, _UNREAD, False)
+                )
+        return items + self._rows(frame, items + unread, classifier)
 
     def _rows(self, frame: int, items: list[TextFound], classifier: Classifier) -> list[TextFound]:
         """Pieces of one text row read apart ('(207)' ... '2643'): judged together, and when
@@ -174,13 +188,16 @@ class PixelCleaner:
         for row in rows:
             if len(row) < 2:
                 continue
-            text = " ".join(f.text for f in row)
+            text = " ".join(f.text for f in row if f.text)
             decision = classifier.decide(text)
             if decision.verdict is not Verdict.IDENTIFYING:
                 continue
-            # a clinical label that happens to share the row keeps its pixels
+            # a clinical label that happens to share the row keeps its pixels; a letter or
+            # two is more likely the end of the identifier, cut off by the detector
             painted = [
-                f for f in row if f.verdict is not Verdict.CLINICAL or f.why == _TOO_SHORT
+                f
+                for f in row
+                if f.verdict is not Verdict.CLINICAL or len(_ALNUM.findall(f.text)) < _SHORTEST
             ] or row
             box = painted[0].box
             for member in painted[1:]:
@@ -311,7 +328,7 @@ class PixelCleaner:
         by_frame: dict[int, list[Box]] = {}
         by_paint: dict[int, list[Box]] = {}
         for frame, box in painted:
-            side, up = max(8, int(1.5 * box.h)), max(8, box.h // 2)
+            side, up = max(8, int(2.5 * box.h)), max(8, box.h // 2)
             around = Box(box.x - side, box.y - up, box.w + 2 * side, box.h + 2 * up)
             around = _clip(around, cols, rows)
             for f in range(count) if frame < 0 else (frame,):
@@ -356,10 +373,7 @@ class PixelCleaner:
                     )
                 lines.extend(cache[key])
             for frame in run:
-                decided = [self._decide(frame, line, classifier) for line in lines]
-                items = [item for item in decided if item is not None]
-                found.extend(items)
-                found.extend(self._rows(frame, items, classifier))
+                found.extend(_remnants(self._judge(frame, lines, classifier), by_paint[frame]))
         stats.ocr_seconds += time.perf_counter() - started
         return found
 
@@ -384,7 +398,7 @@ class PixelCleaner:
             mosaic[y : y + crop.shape[0], : crop.shape[1]] = crop
             tops.append(y)
             y += crop.shape[0] + gap
-        found = find_text(self.engine, mosaic, self.passes, factor=factor)
+        found = find_text(self.engine, mosaic, self.passes, factor=factor, small=True)
         stats.detections += found.detections
         placed: list[tuple[Box, Box]] = []  # (as found, upscaled; in the frame)
         for work_box in found.boxes:
@@ -497,6 +511,27 @@ def _samples(run: list[int], interval: int) -> list[int]:
     """Frames of a run read in full besides its first: every ``interval``-th and the last."""
     picked = run[interval::interval] + run[-1:]
     return [f for f in dict.fromkeys(picked) if f != run[0]]
+
+
+def _remnants(items: list[TextFound], paint: list[Box]) -> list[TextFound]:
+    """Re-read text in the row of a painted box and close to it is what the paint missed of
+    that line (a character or two the detector cut off): painted too, unless it is a clinical
+    label of three characters or more."""
+    out = []
+    for item in items:
+        box = item.box
+        label = item.verdict is Verdict.CLINICAL and len(_ALNUM.findall(item.text)) >= _SHORTEST
+        if not item.redacted and not label:
+            for p in paint:
+                shared = min(p.y + p.h, box.y + box.h) - max(p.y, box.y)
+                gap = max(p.x - (box.x + box.w), box.x - (p.x + p.w))
+                small = box.h <= 1.5 * p.h and box.w <= 4 * p.h
+                if small and shared >= 0.5 * min(p.h, box.h) and gap <= 1.5 * p.h:
+                    why = "next to painted text (what the paint missed of its line)"
+                    item = replace(item, verdict=Verdict.IDENTIFYING, why=why, redacted=True)
+                    break
+        out.append(item)
+    return out
 
 
 def _same_place(box: Box, other: Box, paint: list[Box]) -> bool:

@@ -202,9 +202,10 @@ def find_text(
     passes: tuple[Pass, ...],
     upscale: bool = True,
     factor: int | None = None,
+    small: bool = False,
 ) -> Found:
     """Boxes of text lines in ``image`` by every pass (small frames upscaled first; a crop of
-    a frame passes the frame's ``factor``)."""
+    a frame passes the frame's ``factor``; ``small``: keep single-glyph boxes too)."""
     rows, cols = image.shape[:2]
     if factor is None:
         factor = upscale_factor(rows, cols) if upscale else 1
@@ -229,10 +230,12 @@ def find_text(
         extra, calls = _fine(engine, fused, strokes, found)
         found.extend(extra)
         detections += calls
-    boxes = _merge([_cover_strokes(b, strokes) for b in _merge(found)])
+    pieces = ink_pieces(strokes)
+    boxes = _merge([_cover_strokes(b, pieces) for b in _merge(found)])
     # a small box no wider than tall holds one glyph at most: it identifies no one, and
     # speckle yields many of them (taller ones may hold stacked or vertical text: read)
-    boxes = [b for b in boxes if b.w >= _ONE_GLYPH * b.h or b.h > _ONE_GLYPH_HEIGHT * factor]
+    if not small:
+        boxes = [b for b in boxes if b.w >= _ONE_GLYPH * b.h or b.h > _ONE_GLYPH_HEIGHT * factor]
     return Found(boxes, work, fused, strokes, factor, detections, busy)
 
 
@@ -349,36 +352,45 @@ def _fine(
     return boxes, calls
 
 
-def _cover_strokes(box: Box, strokes: NDArray[np.bool_]) -> Box:
-    """``box`` grown over the ink strokes it cuts (a glyph half outside the box is inside
-    after), by at most half its height up and down and its height left and right; strokes
-    mostly above or below the box belong to the neighbouring line and are left out."""
+Pieces = NDArray[np.int32]  # connected ink pieces: x, y, w, h, area per row
+
+
+def ink_pieces(strokes: NDArray[np.bool_]) -> Pieces:
+    """The connected pieces of ink (8-connected) as rows of x, y, w, h, area."""
     import cv2
 
-    rows, cols = strokes.shape
-    h = max(box.h, 1)
-    outer = box.grow(h, cols, rows)
-    outer = Box(outer.x, max(0, box.y - h // 2), outer.w, 0)
-    outer = Box(outer.x, outer.y, outer.w, min(rows, box.y + box.h + h // 2) - outer.y)
-    patch = strokes[outer.y : outer.y + outer.h, outer.x : outer.x + outer.w]
-    if not patch.any():
+    if not strokes.any():
+        return np.zeros((0, 5), np.int32)
+    _, _, table, _ = cv2.connectedComponentsWithStats(strokes.astype(np.uint8), connectivity=8)
+    pieces: Pieces = np.asarray(table[1:], np.int32)
+    return pieces
+
+
+def _cover_strokes(box: Box, pieces: Pieces) -> Box:
+    """``box`` grown over the glyph-sized ink pieces of its row that it cuts or nearly
+    touches (a glyph half outside the box, or the last letters of a line the detector cut
+    short), a piece at a time, up to three box heights each way; pieces mostly above or
+    below the box belong to the neighbouring line and are left out."""
+    if not len(pieces):
         return box
-    _, labels, table, _ = cv2.connectedComponentsWithStats(patch.astype(np.uint8), connectivity=8)
-    inner = labels[
-        box.y - outer.y : box.y - outer.y + box.h, box.x - outer.x : box.x - outer.x + box.w
-    ]
+    x, y, w, h = pieces[:, 0], pieces[:, 1], pieces[:, 2], pieces[:, 3]
+    height = max(box.h, 1)
+    glyphs = (h <= 2 * height) & (w <= 4 * max(box.w, height))
+    reach = max(2, int(0.4 * height))
+    limit_left, limit_right = box.x - 3 * height, box.x + box.w + 3 * height
     grown = box
-    for label in np.unique(inner):
-        if label == 0:
-            continue
-        x, y, w, hh, _ = (int(v) for v in table[label])
-        if hh > 2 * h or w > 4 * box.w:  # a border line or anatomy edge, not a glyph
-            continue
-        top, bottom = y + outer.y, y + outer.y + hh
-        shared = min(bottom, box.y + box.h) - max(top, box.y)
-        if shared < 0.5 * hh:  # mostly above or below: a glyph of the next line
-            continue
-        grown = grown.union(Box(x + outer.x, top, w, hh))
+    taken = np.zeros(len(pieces), bool)
+    shared = np.minimum(y + h, box.y + box.h) - np.maximum(y, box.y)
+    same_row = shared >= 0.5 * h  # judged on the box as found: the row does not drift
+    for _ in range(64):
+        gap = np.maximum(grown.x - (x + w), x - (grown.x + grown.w))
+        near = (gap <= reach) & (x >= limit_left) & (x + w <= limit_right)
+        new = glyphs & same_row & near & ~taken
+        if not new.any():
+            break
+        taken |= new
+        for k in np.nonzero(new)[0]:
+            grown = grown.union(Box(int(x[k]), int(y[k]), int(w[k]), int(h[k])))
     return grown
 
 
