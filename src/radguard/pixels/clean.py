@@ -328,7 +328,7 @@ class PixelCleaner:
         by_frame: dict[int, list[Box]] = {}
         by_paint: dict[int, list[Box]] = {}
         for frame, box in painted:
-            side, up = max(8, int(2.5 * box.h)), max(8, box.h // 2)
+            side, up = max(8, int(1.5 * box.h)), max(8, box.h // 2)
             around = Box(box.x - side, box.y - up, box.w + 2 * side, box.h + 2 * up)
             around = _clip(around, cols, rows)
             for f in range(count) if frame < 0 else (frame,):
@@ -373,7 +373,7 @@ class PixelCleaner:
                     )
                 lines.extend(cache[key])
             for frame in run:
-                found.extend(_remnants(self._judge(frame, lines, classifier), by_paint[frame]))
+                found.extend(self._judge(frame, lines, classifier))
         stats.ocr_seconds += time.perf_counter() - started
         return found
 
@@ -398,7 +398,7 @@ class PixelCleaner:
             mosaic[y : y + crop.shape[0], : crop.shape[1]] = crop
             tops.append(y)
             y += crop.shape[0] + gap
-        found = find_text(self.engine, mosaic, self.passes, factor=factor, small=True)
+        found = find_text(self.engine, mosaic, self.passes, factor=factor)
         stats.detections += found.detections
         placed: list[tuple[Box, Box]] = []  # (as found, upscaled; in the frame)
         for work_box in found.boxes:
@@ -511,27 +511,6 @@ def _samples(run: list[int], interval: int) -> list[int]:
     """Frames of a run read in full besides its first: every ``interval``-th and the last."""
     picked = run[interval::interval] + run[-1:]
     return [f for f in dict.fromkeys(picked) if f != run[0]]
-
-
-def _remnants(items: list[TextFound], paint: list[Box]) -> list[TextFound]:
-    """Re-read text in the row of a painted box and close to it is what the paint missed of
-    that line (a character or two the detector cut off): painted too, unless it is a clinical
-    label of three characters or more."""
-    out = []
-    for item in items:
-        box = item.box
-        label = item.verdict is Verdict.CLINICAL and len(_ALNUM.findall(item.text)) >= _SHORTEST
-        if not item.redacted and not label:
-            for p in paint:
-                shared = min(p.y + p.h, box.y + box.h) - max(p.y, box.y)
-                gap = max(p.x - (box.x + box.w), box.x - (p.x + p.w))
-                small = box.h <= 1.5 * p.h and box.w <= 4 * p.h
-                if small and shared >= 0.5 * min(p.h, box.h) and gap <= 1.5 * p.h:
-                    why = "next to painted text (what the paint missed of its line)"
-                    item = replace(item, verdict=Verdict.IDENTIFYING, why=why, redacted=True)
-                    break
-        out.append(item)
-    return out
 
 
 def _same_place(box: Box, other: Box, paint: list[Box]) -> bool:

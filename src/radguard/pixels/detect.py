@@ -202,10 +202,9 @@ def find_text(
     passes: tuple[Pass, ...],
     upscale: bool = True,
     factor: int | None = None,
-    small: bool = False,
 ) -> Found:
     """Boxes of text lines in ``image`` by every pass (small frames upscaled first; a crop of
-    a frame passes the frame's ``factor``; ``small``: keep single-glyph boxes too)."""
+    a frame passes the frame's ``factor``)."""
     rows, cols = image.shape[:2]
     if factor is None:
         factor = upscale_factor(rows, cols) if upscale else 1
@@ -234,8 +233,7 @@ def find_text(
     boxes = _merge([_cover_strokes(b, pieces) for b in _merge(found)])
     # a small box no wider than tall holds one glyph at most: it identifies no one, and
     # speckle yields many of them (taller ones may hold stacked or vertical text: read)
-    if not small:
-        boxes = [b for b in boxes if b.w >= _ONE_GLYPH * b.h or b.h > _ONE_GLYPH_HEIGHT * factor]
+    boxes = [b for b in boxes if b.w >= _ONE_GLYPH * b.h or b.h > _ONE_GLYPH_HEIGHT * factor]
     return Found(boxes, work, fused, strokes, factor, detections, busy)
 
 
