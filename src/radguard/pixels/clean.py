@@ -209,7 +209,8 @@ class PixelCleaner:
 
     def _decide(self, frame: int, line: Line, classifier: Classifier) -> TextFound | None:
         unreadable = not _ALNUM.search(line.text) or line.score < self.policy.min_score
-        wide = line.box.w >= _WIDE * max(line.box.h, 1)  # room for a word, ink or no ink
+        # a box with room for a word where a few characters were made out (ink or no ink)
+        wide = line.box.w >= _WIDE * max(line.box.h, 1) and len(_ALNUM.findall(line.text)) >= 3
         if unreadable and (line.glyphs >= _UNREADABLE_GLYPHS or wide):
             # ink shaped like a row of glyphs that the engine cannot read: fail closed
             decision = Decision(Verdict.UNKNOWN, f"unreadable text ({line.glyphs} glyph strokes)")
@@ -287,8 +288,10 @@ class PixelCleaner:
             more = [f for f in again if f.redacted]
             if not more:
                 break
-            if attempt == 2:  # a third round still finds text to paint: refuse, do not guess
-                still = more
+            if attempt == 2:  # a third round: paint what it found and stop there; only
+                # identifying text refuses the file (unknown text is painted, not read again)
+                report.found.extend(more)
+                self._paint(pixels, [(f.frame, f.box) for f in more], fill)
                 break
             report.found.extend(more)
             self._paint(pixels, [(f.frame, f.box) for f in more], fill)

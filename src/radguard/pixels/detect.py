@@ -280,22 +280,27 @@ def read_boxes(
 
 
 def glyph_count(strokes: NDArray[np.bool_], box: Box) -> int:
-    """Ink strokes in ``box`` shaped like glyphs: at least a third of the box high, at most
-    as high as the box, not much wider than high. Text the engine cannot read still has
-    them; speckle and edges rarely do."""
+    """Ink pieces in ``box`` shaped like the glyphs of one line: a third of the box high or
+    more, not much wider than high, and most of them of one height on one baseline (the
+    largest such group is counted). Text the engine cannot read still has them; speckle,
+    anatomy and edges rarely line up so."""
     import cv2
 
     patch = strokes[box.y : box.y + box.h, box.x : box.x + box.w]
     if patch.size == 0 or not patch.any():
         return 0
-    count, _, table, _ = cv2.connectedComponentsWithStats(patch.astype(np.uint8), connectivity=8)
+    _, _, table, _ = cv2.connectedComponentsWithStats(patch.astype(np.uint8), connectivity=8)
     low = max(3, box.h // 3)
-    glyphs = 0
-    for label in range(1, count):
-        _, _, w, h, area = (int(v) for v in table[label])
-        if low <= h <= box.h and w <= 2 * h + 2 and area >= max(4, h):
-            glyphs += 1
-    return glyphs
+    y, w, h, area = table[1:, 1], table[1:, 2], table[1:, 3], table[1:, 4]
+    shaped = (h >= low) & (h <= box.h) & (w <= 2 * h + 2) & (area >= np.maximum(4, h))
+    if shaped.sum() < 2:
+        return int(shaped.sum())
+    heights, bottoms = h[shaped].astype(np.float64), (y + h)[shaped].astype(np.float64)
+    size = float(np.median(heights))
+    same = (np.abs(heights - size) <= 0.35 * size) & (
+        np.abs(bottoms - np.median(bottoms)) <= 0.25 * size
+    )
+    return int(same.sum())
 
 
 def read_frame(
