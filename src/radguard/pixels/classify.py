@@ -256,10 +256,11 @@ _MAX_DIGITS = 6
 def _all_clinical(text: str) -> bool:
     """A clinical label: its letters are clinical words (glued, or split by a stray space),
     at least one of two letters or more (or the line is a lone letter or a probe name); a
-    word one OCR slip from a clinical word (four letters or more, not a census name) only
-    beside an exact one; numbers of at most three digits or short decimals (1.23), six
-    digits in all, none joined by ``/`` or ``:``. Anything else (an ID, a date, a clock or a
-    telephone number read in pieces, a lone surname) is not a label."""
+    word one OCR slip from a clinical word (three letters or more, not a census name) only
+    beside an exact one or glued to one of four letters or more; numbers of at most three
+    digits or short decimals (1.23), six digits in all, none joined by ``/`` or ``:``.
+    Anything else (an ID, a date, a clock or a telephone number read in pieces, a lone
+    surname) is not a label."""
     upper = text.upper()
     if _DIGIT_JOIN.search(upper):
         return False
@@ -287,9 +288,15 @@ def _all_clinical(text: str) -> bool:
     if not slipped:
         return named
     first, last = _census()
-    return named and all(
-        w not in first and w not in last and _near_glued(w, max(1, len(w) // 6)) for w in slipped
-    )
+    for word in slipped:
+        if word in first or word in last or not _near_glued(word, max(1, len(word) // 6)):
+            return False
+        # beside an exact clinical word, or holding one of four letters or more (LIVERIRV)
+        named = named or any(
+            word[:k] in CLINICAL_VOCABULARY or word[-k:] in CLINICAL_VOCABULARY
+            for k in range(4, len(word))
+        )
+    return named
 
 
 def _census() -> tuple[frozenset[str], frozenset[str]]:
@@ -301,7 +308,7 @@ def _census() -> tuple[frozenset[str], frozenset[str]]:
 @lru_cache(maxsize=4096)
 def _near_glued(run: str, slips: int) -> bool:
     """``run`` is clinical words read without spaces, with at most ``slips`` one-character
-    slips, each in a word of four letters or more."""
+    slips, each in a word of three letters or more that is not a census surname."""
     if not run:
         return True
     for k in range(min(len(run), 13), 1, -1):
@@ -310,7 +317,7 @@ def _near_glued(run: str, slips: int) -> bool:
             return True
         if (
             slips
-            and k >= 4
+            and k >= 3
             and head not in _census()[1]
             and any(_near(head, w) for w in _BY_LENGTH.get(k, ()))
             and _near_glued(run[k:], slips - 1)
@@ -320,7 +327,7 @@ def _near_glued(run: str, slips: int) -> bool:
 
 
 _BY_LENGTH: dict[int, tuple[str, ...]] = {
-    n: tuple(w for w in CLINICAL_VOCABULARY if abs(len(w) - n) <= 1 and len(w) >= 4)
+    n: tuple(w for w in CLINICAL_VOCABULARY if abs(len(w) - n) <= 1 and len(w) >= 3)
     for n in range(3, 15)
 }
 

@@ -193,11 +193,13 @@ class PixelCleaner:
             if decision.verdict is not Verdict.IDENTIFYING:
                 continue
             # a clinical label that happens to share the row keeps its pixels; a letter or
-            # two is more likely the end of the identifier, cut off by the detector
+            # two right next to the rest is more likely its end, cut off by the detector
+            others = [f for f in row if f.verdict is not Verdict.CLINICAL]
             painted = [
                 f
                 for f in row
-                if f.verdict is not Verdict.CLINICAL or len(_ALNUM.findall(f.text)) < _SHORTEST
+                if f.verdict is not Verdict.CLINICAL
+                or (len(_ALNUM.findall(f.text)) < _SHORTEST and _beside(f.box, others))
             ] or row
             box = painted[0].box
             for member in painted[1:]:
@@ -454,6 +456,16 @@ class PixelCleaner:
                 continue
             target = slice(None) if frame < 0 else frame
             array[target, b.y : b.y + b.h, b.x : b.x + b.w, :] = value
+
+
+def _beside(box: Box, others: list[TextFound]) -> bool:
+    """``box`` is within two thirds of a line height of one of ``others`` on its row."""
+    for other in others:
+        o = other.box
+        gap = max(o.x - (box.x + box.w), box.x - (o.x + o.w))
+        if gap <= 0.66 * max(o.h, box.h):
+            return True
+    return False
 
 
 def _second_opinion(first: Decision, line: Line, classifier: Classifier) -> Decision:
