@@ -23,7 +23,13 @@ from radguard.phantom.burn import Font, text_mask
 from radguard.phantom.pixelbench import BenchImage, cine, glyph_mask, single_frames
 from radguard.pipeline import RunOptions, run_deid
 from radguard.pixels import Classifier, PixelCleaner, Verdict, header_identifiers, triage
-from radguard.pixels.engines import EngineUnavailable, RapidOcrEngine, TesseractEngine
+from radguard.pixels.engines import (
+    Box,
+    EngineUnavailable,
+    Line,
+    RapidOcrEngine,
+    TesseractEngine,
+)
 from radguard.settings import PixelPolicy, PixelScan, check_policy, load_policy
 
 from conftest import pydicom_file, require_tool
@@ -97,6 +103,24 @@ def test_classifier_identifying_clinical_unknown() -> None:
         Classifier([], keep_patterns=("Cornflower .*",)).decide("Cornflower Quixote").verdict
         is Verdict.CLINICAL
     )
+
+
+def test_identifiers_read_in_pieces_are_never_clinical_labels() -> None:
+    """Fail closed: surnames near clinical words, dates, clocks, extensions, accession or ID
+    pieces and probe-like codes with a month are not labels, whoever they belong to (the
+    header does not know the technologist or the relatives); misread labels still are."""
+    classifier = Classifier([])
+    never = [
+        "DIAZ", "DEAN", "BECK", "HART", "DR BRAUN", "DR. HART", "DIAZ, M", "LT LEE", "SAG TOM",
+        "KIDNEY BECK", "MAR12-70", "JD45F", "AB12-34", "EXT 4471", "MED 1234 56",
+        "ACC 12 3456", "HR 0930", "AP 1970", "14.30", "L 14.30", "ID.HG7=32237", "2071",
+        "11:2", "18171 555=2765",
+    ]  # fmt: skip
+    for text in never:
+        assert classifier.decide(text).verdict is not Verdict.CLINICAL, text
+    misread = ["RI GHT KIDNEY LONG", "RISHTKIDNEY LONG", "LIVERIRV", "MI 1.1 iIS 0.4", "L12 5"]
+    for text in misread:
+        assert classifier.decide(text).verdict is Verdict.CLINICAL, text
 
 
 def test_triage_rule() -> None:
@@ -377,3 +401,19 @@ def test_answer_key_boxes_legible_before_not_after(cleaner: PixelCleaner) -> Non
     assert all(box_legible(ds.pixel_array, 1, box, 1) for box in boxes)
     cleaner.clean(ds, header_identifiers(ds))
     assert not any(box_legible(ds.pixel_array, 1, box, 1) for box in boxes)
+
+
+def test_second_readings_fail_closed(cleaner: PixelCleaner) -> None:
+    """A short clinical reading does not keep a line another reading sees more of; a second
+    reading that is only a piece of the first does not turn it into a label."""
+    classifier = Classifier([])
+    box = Box(10, 10, 120, 14)
+    name_cut_short = Line(box, "R", 0.85, 0, (("Rosalndsmithers", 0.62),))
+    found = cleaner._decide(0, name_cut_short, classifier)
+    assert found is not None and found.redacted
+    piece = Line(box, "SMITH J", 0.95, 0, (("L", 0.9),))
+    found = cleaner._decide(0, piece, classifier)
+    assert found is not None and found.redacted and found.verdict is not Verdict.CLINICAL
+    unreadable_row = Line(Box(10, 10, 200, 16), "", 0.1, 5)
+    found = cleaner._decide(0, unreadable_row, classifier)
+    assert found is not None and found.redacted and "unreadable" in found.why
