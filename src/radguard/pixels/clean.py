@@ -27,7 +27,7 @@ from radguard.pixels.detect import (
     read_frames,
     upscale_factor,
 )
-from radguard.pixels.engines import Box, Line, OcrEngine, get_engine
+from radguard.pixels.engines import Box, Line, OcrEngine, get_engine, rows_of
 from radguard.pixels.frames import Pixels, decode, display, fill_value, write_back
 from radguard.settings import PixelPolicy, PixelScan, UnknownText
 
@@ -172,18 +172,7 @@ class PixelCleaner:
         """Pieces of one text row read apart ('(207)' ... '2643'): judged together, and when
         the row identifies, the extent of its pieces that are not clinical labels (and the
         gaps between them) is painted."""
-        rows: list[list[TextFound]] = []
-        for item in sorted(items, key=lambda f: (f.box.x, f.box.y)):
-            box = item.box
-            for row in rows:
-                last = row[-1].box
-                shared = min(last.y + last.h, box.y + box.h) - max(last.y, box.y)
-                gap = box.x - (last.x + last.w)
-                if shared >= 0.5 * min(last.h, box.h) and gap <= 1.5 * max(last.h, box.h):
-                    row.append(item)
-                    break
-            else:
-                rows.append([item])
+        rows = rows_of(items, lambda f: f.box, reach=1.5)
         extra = []
         for row in rows:
             if len(row) < 2:

@@ -16,10 +16,11 @@ import enum
 import os
 import shutil
 import subprocess
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,6 +28,7 @@ from numpy.typing import NDArray
 from radguard.errors import RadguardError
 
 Image = NDArray[np.uint8]
+T = TypeVar("T")
 
 
 class EngineName(enum.Enum):
@@ -81,6 +83,28 @@ class Box:
         x1 = int(np.ceil((self.x + self.w) / factor))
         y1 = int(np.ceil((self.y + self.h) / factor))
         return Box(x0, y0, x1 - x0, y1 - y0)
+
+
+def rows_of(
+    items: Sequence[T], box_of: Callable[[T], Box], reach: float, overlap: int | None = None
+) -> list[list[T]]:
+    """``items`` grouped into rows of text, left to right: an item joins a row when it shares
+    half the smaller height with the row's last item and starts at most ``reach`` heights
+    after it ends (and overlaps it by at most ``overlap`` pixels, when given)."""
+    rows: list[list[T]] = []
+    for item in sorted(items, key=lambda i: (box_of(i).x, box_of(i).y)):
+        box = box_of(item)
+        for row in rows:
+            last = box_of(row[-1])
+            shared = min(last.y + last.h, box.y + box.h) - max(last.y, box.y)
+            gap = box.x - (last.x + last.w)
+            near = gap <= reach * max(last.h, box.h) and (overlap is None or gap >= -overlap)
+            if shared >= 0.5 * min(last.h, box.h) and near:
+                row.append(item)
+                break
+        else:
+            rows.append([item])
+    return rows
 
 
 @dataclass(frozen=True)
@@ -235,18 +259,7 @@ class TesseractEngine:
             if row[0] != "5" or not text or conf < 0:
                 continue
             words.append((Box(int(row[6]), int(row[7]), int(row[8]), int(row[9])), text, conf))
-        groups: list[list[tuple[Box, str, float]]] = []
-        for word in sorted(words, key=lambda w: (w[0].x, w[0].y)):
-            box = word[0]
-            for group in groups:
-                last = group[-1][0]
-                shared = min(last.y + last.h, box.y + box.h) - max(last.y, box.y)
-                gap = box.x - (last.x + last.w)
-                if shared >= 0.5 * min(last.h, box.h) and -2 <= gap <= 2 * max(last.h, box.h):
-                    group.append(word)
-                    break
-            else:
-                groups.append([word])
+        groups = rows_of(words, lambda w: w[0], reach=2.0, overlap=2)
         lines = []
         for group in groups:
             box = group[0][0]
