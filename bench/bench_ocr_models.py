@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from radguard.phantom.pixelbench import BurnedLine, single_frames
+from radguard.phantom.pixelbench import BurnedLine, read_distance, single_frames
 from radguard.pixels.engines import Box, Image, OcrEngine, RapidOcrEngine
 from radguard.pixels.frames import decode, display
 from radguard.pixels.ppocr import PpOcrEngine
@@ -50,26 +50,10 @@ class Frame:
     targets: list[BurnedLine]
 
 
-def _edit_distance(a: str, b: str) -> int:
-    row = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        previous, row[0] = row[:], i
-        for j, cb in enumerate(b, 1):
-            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (ca != cb))
-    return row[len(b)]
-
-
-def normalised_distance(read: str, truth: str) -> float:
-    """Edit distance over the longer string's length (0: same, 1: nothing alike)."""
-    return _edit_distance(read, truth) / max(len(read), len(truth), 1)
-
-
 def _accuracy(pairs: Sequence[tuple[str, str]]) -> str:
     exact = np.mean([r == t for r, t in pairs])
-    distance = np.mean([normalised_distance(r, t) for r, t in pairs])
-    spaceless = np.mean(
-        [normalised_distance(r.replace(" ", ""), t.replace(" ", "")) for r, t in pairs]
-    )
+    distance = np.mean([read_distance(r, t) for r, t in pairs])
+    spaceless = np.mean([read_distance(r.replace(" ", ""), t.replace(" ", "")) for r, t in pairs])
     return f"exact {exact:6.1%}  edit {distance:.4f}  edit w/o spaces {spaceless:.4f}"
 
 

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("rapidocr")
 pytest.importorskip("onnx")
 
-from radguard.phantom.pixelbench import BurnedLine, single_frames
+from radguard.phantom.pixelbench import BurnedLine, read_distance, single_frames
 from radguard.pixels.engines import Box, Image
 from radguard.pixels.frames import decode, display
 from radguard.pixels.ppocr import (
@@ -62,15 +62,6 @@ def _crops(samples: list[Sample]) -> list[tuple[Image, Box, str]]:
     return crops
 
 
-def _distance(a: str, b: str) -> float:
-    row = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        previous, row[0] = row[:], i
-        for j, cb in enumerate(b, 1):
-            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (ca != cb))
-    return row[len(b)] / max(len(a), len(b), 1)
-
-
 def test_detect_map_keeps_the_frame_size_and_takes_grey_or_colour(pruned: PpOcrEngine) -> None:
     grey = np.zeros((100, 70), np.uint8)
     grey[40:60, 10:60] = 255
@@ -109,7 +100,7 @@ def test_pruned_recognizer_reads_big_lines_like_the_full_one(
     short = [pruned.read(image, [box])[0] for image, box, _ in crops]
     full = [unpruned.read(image, [box])[0] for image, box, _ in crops]
     distances = [
-        _distance(line.text, truth) for line, (_, _, truth) in zip(short, crops, strict=True)
+        read_distance(line.text, truth) for line, (_, _, truth) in zip(short, crops, strict=True)
     ]
     assert max(distances) <= 0.15 and float(np.mean(distances)) <= 0.05
     assert [line.text for line in short] == [line.text for line in full]
