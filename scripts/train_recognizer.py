@@ -136,9 +136,13 @@ def _token(rng: random.Random) -> str:
     if kind < 0.74:  # IDs and probe-like codes
         letters = "".join(rng.choice(string.ascii_uppercase) for _ in range(rng.randint(1, 3)))
         sep = rng.choice(("", "", "-", " ", ":", ": ", "#"))
-        return f"{letters}{sep}{_digits(rng, 1, 9)}" + (f"-{_digits(rng, 1, 2)}" * (rng.random() < 0.2))
+        return f"{letters}{sep}{_digits(rng, 1, 9)}" + (
+            f"-{_digits(rng, 1, 2)}" * (rng.random() < 0.2)
+        )
     if kind < 0.86:  # random letters and digits: no word favoured
-        pool = rng.choice((string.ascii_uppercase, string.ascii_lowercase, string.ascii_letters + string.digits))
+        pool = rng.choice(
+            (string.ascii_uppercase, string.ascii_lowercase, string.ascii_letters + string.digits)
+        )
         return "".join(rng.choice(pool) for _ in range(rng.randint(1, 10)))
     return "".join(rng.choice(CHARSET[1:]) for _ in range(rng.randint(1, 6)))
 
@@ -261,8 +265,16 @@ def background(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-_COLOURS = ((255, 230, 0), (0, 220, 255), (40, 255, 60), (255, 140, 0), (255, 255, 255),
-            (255, 60, 60), (120, 160, 255), (255, 0, 255))
+_COLOURS = (
+    (255, 230, 0),
+    (0, 220, 255),
+    (40, 255, 60),
+    (255, 140, 0),
+    (255, 255, 255),
+    (255, 60, 60),
+    (120, 160, 255),
+    (255, 0, 255),
+)
 
 
 def sample(
@@ -275,11 +287,8 @@ def sample(
 
     text = line_text(prng)
     name = prng.choice(fonts.names)
-    cap = int(round(math.exp(rng.uniform(math.log(5), math.log(44)))))
-    if name == "pil-bitmap":
-        size = 11
-    else:
-        size = max(6, int(round(cap * 1.4)))
+    cap = round(math.exp(rng.uniform(math.log(5), math.log(44))))
+    size = 11 if name == "pil-bitmap" else max(6, round(cap * 1.4))
     font = fonts.get(name, size)
     aliased = rng.random() < 0.8
     coverage = render(text, font, aliased)
@@ -289,7 +298,7 @@ def sample(
     th, tw = coverage.shape
     if tw > 1600 or th < 4:
         return None
-    pad = max(4, int(th * 0.8)) + 12
+    pad = max(4, int(th * 1.7)) + 12
     rows, cols = th + 2 * pad, tw + 2 * pad
     ground = background(rng, rows, cols)
     colour = rng.random() < 0.25
@@ -312,6 +321,13 @@ def sample(
             level = 255.0 if base < 128 else 0.0
         image[region] = image[region] * (1 - alpha) + level * alpha
     image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    # a detector's box: the ink's box grown by a share of its height on each side
+    grow = [rng.uniform(0.05, 0.9) for _ in range(4)]
+    if rng.random() < 0.5:
+        grow = [rng.uniform(0.25, 0.75)] * 4
+    if rng.random() < 0.3:  # speckle or anatomy beside the text inside the box
+        grow[0], grow[1] = rng.uniform(0.3, 1.6), rng.uniform(0.3, 1.6)
+    clutter(image, rng, prng, fonts, name, size, aliased, pad, th, tw, grow)
     if rng.random() < 0.12:  # lossy compression
         quality = int(rng.integers(55, 95))
         ok, blob = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
@@ -326,23 +342,75 @@ def sample(
         work = image
         if factor > 1:
             work = cv2.resize(image, (cols * 2, rows * 2), interpolation=cv2.INTER_CUBIC)
-            strokes = cv2.resize(strokes.astype(np.uint8), (cols * 2, rows * 2),
-                                 interpolation=cv2.INTER_NEAREST) > 0
+            strokes = (
+                cv2.resize(
+                    strokes.astype(np.uint8), (cols * 2, rows * 2), interpolation=cv2.INTER_NEAREST
+                )
+                > 0
+            )
         view = fused_view(work, strokes)
     else:
         view = _brightest(image)
         if factor > 1:
             view = cv2.resize(view, (cols * 2, rows * 2), interpolation=cv2.INTER_CUBIC)
-    # a detector's box: the ink's box grown by a share of its height on each side
-    grow = [rng.uniform(0.05, 0.9) for _ in range(4)]
-    if rng.random() < 0.5:
-        grow = [rng.uniform(0.25, 0.75)] * 4
+    # the detector's box (chosen above): the ink's box grown by a share of its height
     x0 = int((pad - grow[0] * th) * factor)
-    x1 = int(math.ceil((pad + tw + grow[1] * th) * factor))
+    x1 = math.ceil((pad + tw + grow[1] * th) * factor)
     y0 = int((pad - grow[2] * th) * factor)
-    y1 = int(math.ceil((pad + th + grow[3] * th) * factor))
+    y1 = math.ceil((pad + th + grow[3] * th) * factor)
     crop = view[max(0, y0) : y1, max(0, x0) : x1]
     return prepare(crop), text
+
+
+def clutter(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    prng: random.Random,
+    fonts: Fonts,
+    name: str,
+    size: int,
+    aliased: bool,
+    pad: int,
+    th: int,
+    tw: int,
+    grow: list[float],
+) -> None:
+    """What crowds a detected line in real frames, never part of its text: a bright curve
+    (diaphragm, vessel wall, sector edge) and the edge of a neighbouring line, less than half
+    of its height inside the box (a whole second line in one box is the detector's to split,
+    and the pixel stage paints rows that identify)."""
+    import cv2
+
+    rows, cols = image.shape[:2]
+    level = (
+        tuple(
+            int(v)
+            for v in image[pad : pad + th, pad : pad + tw].reshape(-1, image.shape[2]).max(axis=0)
+        )
+        if image.ndim == 3
+        else int(image[pad : pad + th, pad : pad + tw].max())
+    )
+    if rng.random() < 0.3:
+        centre = (int(rng.integers(0, cols)), int(rng.integers(-rows, 2 * rows)))
+        axes = (int(rng.integers(cols // 2, 3 * cols)), int(rng.integers(rows, 4 * rows)))
+        value = int(rng.integers(120, 256))
+        colour = (value,) * 3 if image.ndim == 3 else value
+        cv2.ellipse(
+            image, centre, axes, float(rng.uniform(0, 360)), 0, 360, colour, int(rng.integers(1, 4))
+        )
+    if rng.random() < 0.2:
+        other = render(line_text(prng), fonts.get(name, size), aliased) > 127
+        nh, nw = other.shape
+        visible = max(1, int(rng.uniform(0.1, 0.45) * nh))
+        above = rng.random() < 0.5
+        edge = int(pad - grow[2] * th) if above else math.ceil(pad + th + grow[3] * th)
+        top = edge + visible - nh if above else edge - visible
+        left = int(rng.integers(0, max(1, cols - 4)))
+        y0, x0 = max(0, top), left
+        y1, x1 = min(rows, top + nh), min(cols, left + nw)
+        if y1 > y0 and x1 > x0:
+            piece = other[y0 - top : y1 - top, : x1 - x0]
+            image[y0:y1, x0:x1][piece] = level
 
 
 def prepare(crop: np.ndarray) -> np.ndarray:
@@ -350,9 +418,10 @@ def prepare(crop: np.ndarray) -> np.ndarray:
     import cv2
 
     rows, cols = crop.shape[:2]
-    width = min(MAX_WIDTH, max(STRIDE * 2, int(math.ceil(HEIGHT * cols / max(rows, 1)))))
-    resized: np.ndarray = cv2.resize(crop, (width, HEIGHT), interpolation=cv2.INTER_AREA
-                                     if rows > HEIGHT else cv2.INTER_LINEAR)
+    width = min(MAX_WIDTH, max(STRIDE * 2, math.ceil(HEIGHT * cols / max(rows, 1))))
+    resized: np.ndarray = cv2.resize(
+        crop, (width, HEIGHT), interpolation=cv2.INTER_AREA if rows > HEIGHT else cv2.INTER_LINEAR
+    )
     return resized
 
 
@@ -406,7 +475,10 @@ def _loader(args: argparse.Namespace, fonts: list[Path], seed: int, workers: int
             yield from batches(seed * 1000 + worker, args.batch, [str(f) for f in fonts], True)
 
     return torch.utils.data.DataLoader(
-        Stream(), batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None,
+        Stream(),
+        batch_size=None,
+        num_workers=workers,
+        prefetch_factor=4 if workers else None,
         persistent_workers=bool(workers),
     )
 
@@ -420,17 +492,26 @@ def build_model(classes: int) -> Any:
 
     def conv(cin: int, cout: int, kernel: tuple[int, int] = (3, 3)) -> list[nn.Module]:
         padding = (kernel[0] // 2, kernel[1] // 2) if kernel == (3, 3) else (0, 0)
-        return [nn.Conv2d(cin, cout, kernel, padding=padding, bias=False),
-                nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+        return [
+            nn.Conv2d(cin, cout, kernel, padding=padding, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+        ]
 
     class Recognizer(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.features = nn.Sequential(
-                *conv(1, 32), nn.MaxPool2d(2, 2),  # 16 x W/2
-                *conv(32, 64), nn.MaxPool2d(2, 2),  # 8 x W/4
-                *conv(64, 96), *conv(96, 96), nn.MaxPool2d((2, 1), (2, 1)),  # 4
-                *conv(96, 128), *conv(128, 128), nn.MaxPool2d((2, 1), (2, 1)),  # 2
+                *conv(1, 32),
+                nn.MaxPool2d(2, 2),  # 16 x W/2
+                *conv(32, 64),
+                nn.MaxPool2d(2, 2),  # 8 x W/4
+                *conv(64, 96),
+                *conv(96, 96),
+                nn.MaxPool2d((2, 1), (2, 1)),  # 4
+                *conv(96, 128),
+                *conv(128, 128),
+                nn.MaxPool2d((2, 1), (2, 1)),  # 2
                 *conv(128, 192, (2, 1)),  # 1
             )
             self.rnn = nn.LSTM(192, 128, num_layers=1, bidirectional=True, batch_first=True)
@@ -486,9 +567,14 @@ def export(model: Any, path: Path) -> None:
     dummy = torch.zeros((2, 1, HEIGHT, 160), dtype=torch.uint8)
     buffer = io.BytesIO()
     torch.onnx.export(
-        model, (dummy,), buffer, input_names=["image"], output_names=["probs"],
+        model,
+        (dummy,),
+        buffer,
+        input_names=["image"],
+        output_names=["probs"],
         dynamic_axes={"image": {0: "batch", 3: "width"}, "probs": {0: "batch", 1: "steps"}},
-        opset_version=17, dynamo=False,
+        opset_version=17,
+        dynamo=False,
     )
     import onnx
 
@@ -506,8 +592,11 @@ def export(model: Any, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fonts-dir", type=Path, default=Path("/usr/share/fonts"))
-    parser.add_argument("--hold-out", default="NimbusSans-,URWGothic,NotoMono",
-                        help="comma-separated font file name parts never trained on")
+    parser.add_argument(
+        "--hold-out",
+        default="NimbusSans-,URWGothic,NotoMono",
+        help="comma-separated font file name parts never trained on",
+    )
     parser.add_argument("--minutes", type=float, default=8.0)
     parser.add_argument("--steps", type=int, default=0, help="stop after this many (0: time)")
     parser.add_argument("--batch", type=int, default=256)
@@ -562,8 +651,11 @@ def main() -> None:
         if args.checkpoint and step % 2000 == 0:
             torch.save(model.state_dict(), args.checkpoint)
         if step % 500 == 0:
-            print(f"step {step} seen {seen} loss {smooth:.3f} lr {lr:.2e} "
-                  f"{seen / (time.time() - started):.0f} samples/s", flush=True)
+            print(
+                f"step {step} seen {seen} loss {smooth:.3f} lr {lr:.2e} "
+                f"{seen / (time.time() - started):.0f} samples/s",
+                flush=True,
+            )
     print(f"trained {step} steps, {seen} samples in {time.time() - started:.0f} s")
     if args.eval:
         seen_acc = evaluate(model, device, train_fonts, args.eval, 99)

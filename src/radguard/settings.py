@@ -133,6 +133,13 @@ class PixelEngine(enum.Enum):
     TESSERACT = "tesseract"
 
 
+class PixelReader(enum.Enum):
+    """Who reads the lines the engine finds (``pixels.reader``; the ``rapidocr`` engine)."""
+
+    RADGUARD = "radguard"  # radguard's packaged recognizer, PP-OCR's for lines in doubt
+    PPOCR = "ppocr"  # PP-OCR's recognizer alone
+
+
 class UnknownText(enum.Enum):
     """Text neither identifying nor a known clinical label (``pixels.unknown_text``)."""
 
@@ -177,6 +184,7 @@ class PixelPolicy:
     scan: PixelScan = PixelScan.TRIAGE
     modalities: frozenset[str] = TRIAGE_MODALITIES
     engine: PixelEngine = PixelEngine.RAPIDOCR
+    reader: PixelReader = PixelReader.RADGUARD
     redact_all: bool = False
     unknown_text: UnknownText = UnknownText.REDACT
     keep: tuple[str, ...] = ()
@@ -343,6 +351,7 @@ _KNOWN_KEYS: dict[str, set[str]] = {
         "scan",
         "modalities",
         "engine",
+        "reader",
         "redact_all",
         "unknown_text",
         "keep",
@@ -570,7 +579,12 @@ def _pixels(raw: Any, bad: Any) -> PixelPolicy:
     if not isinstance(raw, dict):
         return default
     values: dict[str, Any] = {}
-    for key, kind in (("scan", PixelScan), ("engine", PixelEngine), ("unknown_text", UnknownText)):
+    for key, kind in (
+        ("scan", PixelScan),
+        ("engine", PixelEngine),
+        ("reader", PixelReader),
+        ("unknown_text", UnknownText),
+    ):
         if key in raw:
             try:
                 values[key] = kind(raw[key])

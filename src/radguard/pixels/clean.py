@@ -128,7 +128,9 @@ class PixelCleaner:
 
     def __init__(self, policy: PixelPolicy, engine: OcrEngine | None = None) -> None:
         self.policy = policy
-        self.engine = engine if engine is not None else get_engine(policy.engine.value)
+        self.engine = (
+            engine if engine is not None else get_engine(policy.engine.value, policy.reader.value)
+        )
         self.passes = tuple(Pass(p) for p in policy.passes)
 
     def _classifier(self, identifiers: tuple[str, ...]) -> Classifier:

@@ -267,6 +267,17 @@ def read_boxes(
             read = engine.read(other, [boxes[k] for k in others]) if others else []
             for k, line in zip(others, read, strict=True):
                 seconds[k] = [(line.text, line.score)]
+            # an engine with a second recognizer reads the lines in doubt with it too
+            read_second = getattr(engine, "read_second", None)
+            second = read_second(first, [boxes[k] for k in unsure]) if read_second else None
+            for k, line in zip(unsure, second or [], strict=True):
+                seconds.setdefault(k, []).append((line.text, line.score))
+            # and the other likely readings of its own recognizer: any that identifies makes
+            # the line identifying; a clinical one nearly as likely as the reading keeps it
+            read_more = getattr(engine, "read_alternatives", None)
+            more = read_more(first, [boxes[k] for k in unsure]) if read_more else []
+            for k, alternatives in zip(unsure, more, strict=True):
+                seconds.setdefault(k, []).extend(alternatives)
     return [
         Line(
             found.to_image(box),

@@ -291,13 +291,15 @@ def _rgb(image: Image) -> Image:
     return image
 
 
-@lru_cache(maxsize=2)
-def get_engine(name: EngineName | str = EngineName.RAPIDOCR) -> OcrEngine:
-    """The engine ``name``, created once per process (models load once)."""
+@lru_cache(maxsize=4)
+def get_engine(name: EngineName | str = EngineName.RAPIDOCR, reader: str = "radguard") -> OcrEngine:
+    """The engine ``name``, created once per process (models load once). ``reader`` picks
+    the ``rapidocr`` engine's recognizer: ``radguard`` (radguard's packaged model, PP-OCR's
+    for second readings) or ``ppocr`` (PP-OCR's alone)."""
     name = EngineName(name)
     if name is EngineName.RAPIDOCR:
         from radguard.pixels.ppocr import PpOcrEngine
 
         threads = int(os.environ.get("RADGUARD_OCR_THREADS", "0") or 0)
-        return PpOcrEngine(threads=threads or min(2, os.cpu_count() or 1))
+        return PpOcrEngine(threads=threads or min(2, os.cpu_count() or 1), reader=reader)
     return TesseractEngine()

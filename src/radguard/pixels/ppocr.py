@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     import onnx
     import onnxruntime
 
+    from radguard.pixels.latin import LatinRecognizer
+
 # Symbols of measurement overlays beyond ASCII and Latin letters.
 UNIT_SYMBOLS = "°µ±×²³·"
 _REC_HEIGHT = 48  # the recognition model's fixed input height
@@ -169,6 +171,7 @@ class PpOcrEngine:
         latin_only: bool = True,
         det: DetSettings | None = None,
         rec: RecSettings | None = None,
+        reader: str = "ppocr",
     ) -> None:
         try:
             import cv2  # noqa: F401
@@ -188,6 +191,14 @@ class PpOcrEngine:
             models["rec"], threads, latin_only, self.rec_settings.height, onnx
         )
         self._rec_input = self._rec.get_inputs()[0].name
+        self.reader = reader
+        self._latin: LatinRecognizer | None = None
+        if reader == "radguard":
+            from radguard.pixels.latin import LatinRecognizer
+
+            self._latin = LatinRecognizer(threads)
+        elif reader != "ppocr":
+            raise ValueError(f"unknown reader {reader!r} (radguard or ppocr)")
 
     @staticmethod
     def _load_rec(
@@ -267,12 +278,29 @@ class PpOcrEngine:
     # recognition
 
     def read(self, image: Image, boxes: list[Box]) -> list[Line]:
+        """The lines in ``boxes`` read by the engine's reader."""
+        crops = [_crop(image, box) for box in boxes]
+        texts = self._latin.read_crops(crops) if self._latin else self.read_crops(crops)
+        return [Line(box, text, score) for box, (text, score) in zip(boxes, texts, strict=True)]
+
+    def read_second(self, image: Image, boxes: list[Box]) -> list[Line] | None:
+        """The lines read by the other recognizer (PP-OCR's, when radguard's reads first), for
+        second readings of lines in doubt; None when there is no other recognizer."""
+        if self._latin is None:
+            return None
         texts = self.read_crops([_crop(image, box) for box in boxes])
         return [Line(box, text, score) for box, (text, score) in zip(boxes, texts, strict=True)]
 
+    def read_alternatives(self, image: Image, boxes: list[Box]) -> list[list[tuple[str, float]]]:
+        """Other likely readings of each box by radguard's recognizer (its beam search), with
+        their probability relative to its reading; none when PP-OCR reads alone."""
+        if self._latin is None:
+            return [[] for _ in boxes]
+        return self._latin.alternatives([_crop(image, box) for box in boxes])
+
     def read_crops(self, crops: list[Image]) -> list[tuple[str, float]]:
-        """Text and confidence (mean of the emitted characters' probabilities) of each crop
-        (grey or RGB, like the images)."""
+        """PP-OCR's text and confidence (mean of the emitted characters' probabilities) of
+        each crop (grey or RGB, like the images)."""
         results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
         inputs: list[tuple[int, NDArray[np.float32]]] = []
         for index, crop in enumerate(crops):
