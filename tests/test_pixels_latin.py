@@ -145,3 +145,29 @@ def test_training_script_trains_and_exports_a_loadable_model(tmp_path: Path) -> 
     probs = session.run(None, {"image": np.zeros((3, 1, 32, 96), np.uint8)})[0]
     assert probs.shape[:2] == (3, 24)
     assert np.allclose(probs.sum(axis=2), 1.0, atol=1e-3)
+
+
+def test_beam_search_sums_alignments_and_needs_a_blank_between_repeats() -> None:
+    from radguard.pixels.latin import beams
+
+    charset = ["", "a", "b"]
+    one_hot = np.eye(3, dtype=np.float32)
+    # a, blank, a: "aa"; a, a: "a" (held)
+    assert beams(one_hot[[1, 0, 1]], charset)[0] == ("aa", pytest.approx(1.0))
+    assert beams(one_hot[[1, 1]], charset)[0] == ("a", pytest.approx(1.0))
+    # second step 60% b, 40% blank: "ab" 0.6, "a" 0.4
+    probs = np.array([[0, 1, 0], [0.4, 0, 0.6]], np.float32)
+    ranked = dict(beams(probs, charset))
+    assert ranked["ab"] == pytest.approx(0.6) and ranked["a"] == pytest.approx(0.4)
+    # "a" also arises from a, a (held) and blank, a: its alignments add up
+    probs = np.array([[0.5, 0.5, 0], [0, 1, 0]], np.float32)
+    assert beams(probs, charset) == [("a", pytest.approx(1.0))]
+
+
+def test_alternatives_of_a_clear_line_are_few_and_less_likely(reader: LatinRecognizer) -> None:
+    image, box = _frame("LIVER TRV", Font(available_fonts()[-1], 22))
+    crop = fused_view(image)[box.y : box.y + box.h, box.x : box.x + box.w]
+    ((text, _),) = reader.read_crops([crop])
+    (others,) = reader.alternatives([crop])
+    assert text == "LIVER TRV"
+    assert all(0.05 <= p <= 1.0 and alt != text for alt, p in others)

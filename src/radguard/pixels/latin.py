@@ -171,7 +171,8 @@ def beams(
                     same[1] += char * p  # the same character held
                 else:
                     entry[1] += total * p
-        best = sorted(following.items(), key=lambda kv: -(kv[1][0] + kv[1][1]))[:width]
+        live = [kv for kv in following.items() if kv[1][0] + kv[1][1] > 0.0]
+        best = sorted(live, key=lambda kv: -(kv[1][0] + kv[1][1]))[:width]
         norm = sum(b + c for _, (b, c) in best) or 1.0
         table = {prefix: (b / norm, c / norm) for prefix, (b, c) in best}
     ranked = sorted(table.items(), key=lambda kv: -(kv[1][0] + kv[1][1]))
