@@ -7,9 +7,12 @@ Run from the repository root (the CPU may be shared: use nice)::
 
 Same packaged models (PP-OCRv6 small, rapidocr wheel) run three ways: RapidOCR's own wrapper
 (``RapidOcrEngine``), ``PpOcrEngine`` with the full 18,710-class head, and ``PpOcrEngine``
-with the head pruned to Latin characters. Corpus: ``single_frames(seed, images)`` from
-``radguard.phantom.pixelbench``; target lines are those with cap height >= 10 px and
-contrast >= 0.2 (what the pixel pipeline must read at 1x). Figures:
+with the head pruned to Latin characters; and radguard's own recognizer
+(``reader="radguard"``, :mod:`radguard.pixels.latin`) reading the same crops and boxes.
+``--all-lines`` scores every line, the small (cap < 10 px) and faint (10%) ones too.
+Corpus: ``single_frames(seed, images)`` from ``radguard.phantom.pixelbench``; target lines
+are those with cap height >= 10 px and contrast >= 0.2 (what the pixel pipeline must read
+at 1x). Figures:
 
 * detection: ms per 512 x 512 frame, and the share of target lines whose box lies inside
   the union of the detected boxes it touches ("covered"); with ``--half``, the runner also on
@@ -61,11 +64,11 @@ def _target(line: BurnedLine) -> bool:
     return line.cap_height >= 10 and line.contrast >= 0.2
 
 
-def _frames(seed: int, count: int) -> list[Frame]:
+def _frames(seed: int, count: int, every: bool = False) -> list[Frame]:
     frames = []
     for bench in single_frames(seed, count):
         image = display(bench.dataset, decode(bench.dataset))[0]
-        frames.append(Frame(image, [line for line in bench.lines if _target(line)]))
+        frames.append(Frame(image, [ln for ln in bench.lines if every or _target(ln)]))
     return frames
 
 
@@ -244,6 +247,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--half", action="store_true", help="also detect at half size")
     parser.add_argument(
+        "--all-lines", action="store_true", help="every line, small and faint ones too"
+    )
+    parser.add_argument(
         "--variants", action="store_true", help="also read with cheaper recognition inputs"
     )
     args = parser.parse_args()
@@ -251,7 +257,7 @@ def main() -> None:
         f"cores: {os.cpu_count()}, threads: {args.threads}, "
         f"load average at start: {os.getloadavg()[0]:.2f}"
     )
-    frames = _frames(args.seed, args.images)
+    frames = _frames(args.seed, args.images, args.all_lines)
     rapid = RapidOcrEngine(threads=args.threads)
     pruned = PpOcrEngine(args.threads)
     full = PpOcrEngine(args.threads, latin_only=False)
@@ -267,7 +273,9 @@ def main() -> None:
         "rapidocr wrapper": rapid,
         "runner unpruned": full,
         "runner pruned": pruned,
+        "radguard recognizer": PpOcrEngine(args.threads, reader="radguard"),
     }
+    boxes["radguard recognizer"] = boxes["runner pruned"]
     bench_recognition(frames, engines, args.repeat)
     bench_end_to_end(frames, engines, boxes)
     if args.variants:
