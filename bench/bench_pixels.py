@@ -143,9 +143,13 @@ def _new_tally() -> dict[str, Any]:
 def run(engine: str, args: argparse.Namespace) -> dict[str, Any]:
     from radguard.phantom.pixelbench import cine, single_frames, text_free
     from radguard.pixels.clean import PixelCleaner
-    from radguard.settings import PixelEngine, load_policy
+    from radguard.settings import PixelEngine, PixelReader, load_policy
 
-    policy = replace(load_policy("research").pixels, engine=PixelEngine(engine))
+    policy = replace(
+        load_policy("research").pixels,
+        engine=PixelEngine(engine),
+        reader=PixelReader(args.reader),
+    )
     if args.passes:
         policy = replace(policy, passes=tuple(args.passes.split(",")))
     cleaner = PixelCleaner(policy)
@@ -174,7 +178,12 @@ def _clean_one(blob: bytes) -> float:
 
     global _CLEANER
     if _CLEANER is None:
-        _CLEANER = PixelCleaner(load_policy("research").pixels)
+        from dataclasses import replace as _replace
+
+        from radguard.settings import PixelReader
+
+        reader = PixelReader(os.environ.get("RADGUARD_BENCH_READER", "radguard"))
+        _CLEANER = PixelCleaner(_replace(load_policy("research").pixels, reader=reader))
     ds = pickle.loads(blob)
     cpu = _cpu()
     with contextlib.suppress(Rejected):
@@ -194,6 +203,7 @@ def throughput(args: argparse.Namespace) -> dict[str, float]:
     from radguard.phantom.pixelbench import single_frames
 
     blobs = [pickle.dumps(i.dataset) for i in single_frames(args.seed, args.images)]
+    os.environ["RADGUARD_BENCH_READER"] = args.reader
     context = multiprocessing.get_context("spawn")
     with context.Pool(args.workers, initializer=_worker_init) as pool:
         pool.map(_clean_one, blobs[: args.workers], chunksize=1)  # models loaded, warm
@@ -287,6 +297,9 @@ def main() -> None:
     parser.add_argument("--engines", default="rapidocr,tesseract")
     parser.add_argument("--passes", default="", help="e.g. base,flat,chroma (default: policy)")
     parser.add_argument("--workers", type=int, default=2, help="processes for throughput")
+    parser.add_argument(
+        "--reader", default="radguard", help="rapidocr's recognizer: radguard or ppocr"
+    )
     parser.add_argument("--no-baseline", dest="baseline", action="store_false")
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.2f}")
