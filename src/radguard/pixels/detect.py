@@ -270,8 +270,9 @@ def read_boxes(
             # an engine with a second recognizer reads the lines in doubt with it too
             read_second = getattr(engine, "read_second", None)
             second = read_second(first, [boxes[k] for k in unsure]) if read_second else None
-            for k, line in zip(unsure, second or [], strict=True):
-                seconds.setdefault(k, []).append((line.text, line.score))
+            if second is not None:
+                for k, line in zip(unsure, second, strict=True):
+                    seconds.setdefault(k, []).append((line.text, line.score))
             # and the other likely readings of its own recognizer: any that identifies makes
             # the line identifying; a clinical one nearly as likely as the reading keeps it
             read_more = getattr(engine, "read_alternatives", None)
