@@ -268,6 +268,46 @@ def test_cine_static_banner_every_frame_and_reuse(cleaner: PixelCleaner) -> None
             assert gone, text
 
 
+@pytest.mark.parametrize("reader", ["ppocr", "radguard"])
+def test_cine_clock_changing_every_frame_is_painted_in_every_frame(reader: str) -> None:
+    """Text that changes every frame between key frames (a running clock) is never steady:
+    the places where the key frame held text are read again in each frame (a phantom cine
+    left one frame's clock before this)."""
+    from radguard.settings import PixelReader
+
+    bench = cine(7, frames=8, rows=300, cols=400, tick=1)
+    ds = bench.dataset
+    # every character of the clock changes every frame (nothing of it is steady)
+    frames = ds.pixel_array.copy()
+    rng = np.random.default_rng(3)
+    lines = []
+    for line in bench.lines:
+        if line.frame < 0 or ":" not in line.text:
+            lines.append(line)
+            continue
+        h, m, sec = (int(v) for v in rng.integers(0, [24, 60, 60]))
+        text = f"{h:02d}:{m:02d}:{sec:02d}"
+        while line.frame and text[0] == lines[-1].text[0]:  # first digit changes too
+            text = f"{(int(text[:2]) + 7) % 24:02d}{text[2:]}"
+        glyphs = text_mask(text, Font(line.font, line.size))
+        frames[line.frame, line.y : line.y + 14, line.x : line.x + 76] = 0
+        frames[line.frame, line.y : line.y + glyphs.shape[0], line.x : line.x + glyphs.shape[1]][
+            glyphs
+        ] = 255
+        lines.append(replace(line, text=text, w=glyphs.shape[1], h=glyphs.shape[0]))
+    ds.PixelData = frames.tobytes()
+    keep = BenchImage(bench.name, copy.deepcopy(ds), lines)
+    policy = replace(POLICY, reader=PixelReader(reader), keyframe_interval=25)
+    report = PixelCleaner(policy).clean(ds, header_identifiers(ds))
+    assert report.stats.full < report.stats.frames  # frames between key frames exist
+    clocks = [line for line in lines if line.frame >= 0]
+    assert len({line.text for line in clocks}) == 8
+    for text, gone in _covered(keep, ds):
+        identifying = next(line.identifying for line in lines if line.text == text)
+        if identifying:
+            assert gone, text
+
+
 def test_layout_regions_applied_without_ocr_text(cleaner: PixelCleaner) -> None:
     from radguard.settings import DeviceLayout
 

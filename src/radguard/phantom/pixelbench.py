@@ -306,8 +306,10 @@ def text_free(seed: int, count: int, size: int = 512) -> Iterator[BenchImage]:
         yield BenchImage(f"free{index:04d}", ds, [])
 
 
-def cine(seed: int, frames: int = 100, rows: int = 600, cols: int = 800) -> BenchImage:
-    """A cine: content moving under a static banner, a clock ticking every 25 frames."""
+def cine(
+    seed: int, frames: int = 100, rows: int = 600, cols: int = 800, tick: int = 25
+) -> BenchImage:
+    """A cine: content moving under a static banner, a clock ticking every ``tick`` frames."""
     rng = np.random.default_rng(seed + 2)
     forms, ds = _identity_lines(rng, 2000)
     banner = [forms[0], forms[3], forms[5], forms[7]]
@@ -341,8 +343,8 @@ def cine(seed: int, frames: int = 100, rows: int = 600, cols: int = 800) -> Benc
                     )
                 )
             y += mask.shape[0] + 4
-        tick = clock_base + (f // 25) * 1
-        clock = f"{tick // 3600:02d}:{tick // 60 % 60:02d}:{tick % 60:02d}"
+        now = clock_base + f // tick
+        clock = f"{now // 3600:02d}:{now // 60 % 60:02d}:{now % 60:02d}"
         mask = text_mask(clock, font)
         cx, cy = cols - mask.shape[1] - 8, rows - mask.shape[0] - 8
         image[cy : cy + mask.shape[0], cx : cx + mask.shape[1]][mask] = 255

@@ -492,8 +492,11 @@ def read_frames(
             steady = (np.abs(grey[k].astype(np.int16) - before) <= tolerance) & (
                 np.abs(grey[k].astype(np.int16) - after) <= tolerance
             )
-            candidates = steady & ~static & _dilate(changed, 3) & ink(frames[k])
-            region = _region_mask(candidates)
+            strokes = ink(frames[k])
+            candidates = steady & ~static & _dilate(changed, 3) & strokes
+            region = _region_stale(
+                _region_mask(candidates), key_lines, static_lines, changed, strokes
+            )
             if region is None:
                 stats.reused += 1
             elif last is not None and _similar(last, region, candidates, grey[k]):
@@ -510,6 +513,29 @@ def read_frames(
             stats.reused += 1
         results[k] = _dedupe(lines)
     return results
+
+
+def _region_stale(
+    region: NDArray[np.bool_] | None,
+    key_lines: list[Line],
+    static_lines: list[Line],
+    changed: NDArray[np.bool_],
+    strokes: NDArray[np.bool_],
+) -> NDArray[np.bool_] | None:
+    """``region`` plus the places of the key frame's lines whose ink changed in this frame
+    (text that changes every frame, a running clock, is never steady; what was text there in
+    the key frame is read again), except lines the static banner already holds."""
+    static_boxes = [line.box for line in static_lines]
+    rows, cols = changed.shape
+    for line in key_lines:
+        window = _slice(line.box)
+        if _inside_any(line.box, static_boxes) or not (changed[window] & strokes[window]).any():
+            continue
+        if region is None:
+            region = np.zeros(changed.shape, bool)
+        grown = line.box.grow(max(6, line.box.h // 2), cols, rows)
+        region[_slice(grown)] = True
+    return region
 
 
 def _masked(passes: tuple[Pass, ...]) -> tuple[Pass, ...]:
