@@ -102,10 +102,10 @@ def test_the_engine_reads_with_radguard_and_gives_ppocr_second_readings() -> Non
 
 
 def test_policy_reader_setting(tmp_path: Path) -> None:
-    assert load_policy("research").pixels.reader is PixelReader.PPOCR
+    assert load_policy("research").pixels.reader is PixelReader.RADGUARD
     policy = tmp_path / "p.toml"
-    policy.write_text('extends = "research"\n[pixels]\nreader = "radguard"\n')
-    assert load_policy(str(policy)).pixels.reader is PixelReader.RADGUARD
+    policy.write_text('extends = "research"\n[pixels]\nreader = "ppocr"\n')
+    assert load_policy(str(policy)).pixels.reader is PixelReader.PPOCR
     policy.write_text('extends = "research"\n[pixels]\nreader = "tesseract"\n')
     with pytest.raises(PolicyError, match="reader"):
         load_policy(str(policy))

@@ -184,7 +184,7 @@ class PixelPolicy:
     scan: PixelScan = PixelScan.TRIAGE
     modalities: frozenset[str] = TRIAGE_MODALITIES
     engine: PixelEngine = PixelEngine.RAPIDOCR
-    reader: PixelReader = PixelReader.PPOCR
+    reader: PixelReader = PixelReader.RADGUARD
     redact_all: bool = False
     unknown_text: UnknownText = UnknownText.REDACT
     keep: tuple[str, ...] = ()

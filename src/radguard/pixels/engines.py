@@ -292,7 +292,7 @@ def _rgb(image: Image) -> Image:
 
 
 @lru_cache(maxsize=4)
-def get_engine(name: EngineName | str = EngineName.RAPIDOCR, reader: str = "ppocr") -> OcrEngine:
+def get_engine(name: EngineName | str = EngineName.RAPIDOCR, reader: str = "radguard") -> OcrEngine:
     """The engine ``name``, created once per process (models load once). ``reader`` picks
     the ``rapidocr`` engine's recognizer: ``radguard`` (radguard's packaged model, PP-OCR's
     for second readings) or ``ppocr`` (PP-OCR's alone)."""
