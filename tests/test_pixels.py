@@ -270,9 +270,10 @@ def test_cine_static_banner_every_frame_and_reuse(cleaner: PixelCleaner) -> None
 
 @pytest.mark.parametrize("reader", ["ppocr", "radguard"])
 def test_cine_clock_changing_every_frame_is_painted_in_every_frame(reader: str) -> None:
-    """Text that changes every frame between key frames (a running clock) is never steady:
-    the places where the key frame held text are read again in each frame (a phantom cine
-    left one frame's clock before this)."""
+    """Text that changes every frame between key frames (a running clock, here redrawn with a
+    new first digit every frame) is never steady: the places where the key frame held text
+    are read again in each frame (a phantom cine left one frame's clock before this; the
+    test fails without it)."""
     from radguard.settings import PixelReader
 
     bench = cine(7, frames=8, rows=300, cols=400, tick=1)
@@ -290,7 +291,7 @@ def test_cine_clock_changing_every_frame_is_painted_in_every_frame(reader: str) 
         while line.frame and text[0] == lines[-1].text[0]:  # first digit changes too
             text = f"{(int(text[:2]) + 7) % 24:02d}{text[2:]}"
         glyphs = text_mask(text, Font(line.font, line.size))
-        frames[line.frame, line.y : line.y + 14, line.x : line.x + 76] = 0
+        frames[line.frame, line.y - 1 : line.y + line.h + 1, line.x - 1 : line.x + line.w + 6] = 0
         frames[line.frame, line.y : line.y + glyphs.shape[0], line.x : line.x + glyphs.shape[1]][
             glyphs
         ] = 255

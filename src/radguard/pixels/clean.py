@@ -147,7 +147,10 @@ class PixelCleaner:
             self.policy.keyframe_interval,
             tolerance=8 if pixels.lossy else 2,
             stats=stats,
-            doubt=lambda text: classifier.decide(text).verdict is Verdict.UNKNOWN,
+            # in doubt: neither identifying nor clinical, or nothing read at all
+            doubt=lambda text: (
+                not _ALNUM.search(text) or classifier.decide(text).verdict is Verdict.UNKNOWN
+            ),
         )
         found = []
         for frame, lines in enumerate(per_frame):
@@ -201,6 +204,16 @@ class PixelCleaner:
         return extra
 
     def _decide(self, frame: int, line: Line, classifier: Classifier) -> TextFound | None:
+        if not _ALNUM.search(line.text):
+            # nothing read: a second reading that made something out (surely enough) is the
+            # line's reading
+            readable = [
+                (t, p) for t, p in line.others if _ALNUM.search(t) and p >= self.policy.min_score
+            ]
+            if readable:
+                text, score = max(readable, key=lambda other: other[1])
+                rest = tuple(o for o in line.others if o != (text, score))
+                line = replace(line, text=text, score=score, others=rest)
         unreadable = not _ALNUM.search(line.text) or line.score < self.policy.min_score
         # a box with room for a word where a few characters were made out (ink or no ink)
         wide = line.box.w >= _WIDE * max(line.box.h, 1) and len(_ALNUM.findall(line.text)) >= 3

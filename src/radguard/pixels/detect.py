@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -59,6 +60,9 @@ _UPSCALE_BELOW = 400
 _WEAK = 0.6  # reads below this confidence are tried again on the other view
 _ONE_GLYPH = 1.3  # boxes narrower than this many heights are single glyphs, not read...
 _ONE_GLYPH_HEIGHT = 24  # ...unless taller than this (pixels of the frame)
+_TEXT = re.compile(r"[A-Za-z0-9]")
+_STALE_PIXELS = 4  # changed ink pixels in a key frame's line box that make it read again...
+_STALE_SHARE = 0.1  # ...and this share of the ink in the box at least
 _BUSY_INK = 0.06  # share of ink pixels above which a frame is also read as shown
 
 
@@ -252,12 +256,14 @@ def read_boxes(
     lines = engine.read(first, boxes) if boxes else []
     weak = [k for k, line in enumerate(lines) if line.score < _WEAK]
     seconds: dict[int, list[tuple[str, float]]] = {}
+    kept_other: set[int] = set()  # lines whose kept reading is the other view's
     if weak:
         again = engine.read(other, [boxes[k] for k in weak])
         for k, line in zip(weak, again, strict=True):
             seconds[k] = [(lines[k].text, lines[k].score)]
             if line.score > lines[k].score:
                 lines[k] = line
+                kept_other.add(k)
             else:
                 seconds[k] = [(line.text, line.score)]
     if doubt is not None:
@@ -267,18 +273,25 @@ def read_boxes(
             read = engine.read(other, [boxes[k] for k in others]) if others else []
             for k, line in zip(others, read, strict=True):
                 seconds[k] = [(line.text, line.score)]
-            # an engine with a second recognizer reads the lines in doubt with it too
+            # an engine with a second recognizer reads the lines in doubt with it too, and
+            # gives its own recognizer's other likely readings, on the view whose reading was
+            # kept: any that identifies makes the line identifying (clean._second_opinion)
             read_second = getattr(engine, "read_second", None)
-            second = read_second(first, [boxes[k] for k in unsure]) if read_second else None
-            if second is not None:
-                for k, line in zip(unsure, second, strict=True):
-                    seconds.setdefault(k, []).append((line.text, line.score))
-            # and the other likely readings of its own recognizer: any that identifies makes
-            # the line identifying; a clinical one nearly as likely as the reading keeps it
             read_more = getattr(engine, "read_alternatives", None)
-            more = read_more(first, [boxes[k] for k in unsure]) if read_more else []
-            for k, alternatives in zip(unsure, more, strict=True):
-                seconds.setdefault(k, []).extend(alternatives)
+            for view, group in (
+                (first, [k for k in unsure if k not in kept_other]),
+                (other, [k for k in unsure if k in kept_other]),
+            ):
+                if not group:
+                    continue
+                second = read_second(view, [boxes[k] for k in group]) if read_second else None
+                if second is not None:
+                    for k, line in zip(group, second, strict=True):
+                        seconds.setdefault(k, []).append((line.text, line.score))
+                if read_more is not None:
+                    more = read_more(view, [replace(lines[k], box=boxes[k]) for k in group])
+                    for k, alternatives in zip(group, more, strict=True):
+                        seconds.setdefault(k, []).extend(alternatives)
     return [
         Line(
             found.to_image(box),
@@ -494,12 +507,12 @@ def read_frames(
             )
             strokes = ink(frames[k])
             candidates = steady & ~static & _dilate(changed, 3) & strokes
-            region = _region_stale(
+            region, stale = _region_stale(
                 _region_mask(candidates), key_lines, static_lines, changed, strokes
             )
             if region is None:
                 stats.reused += 1
-            elif last is not None and _similar(last, region, candidates, grey[k]):
+            elif not stale and last is not None and _similar(last, region, candidates, grey[k]):
                 lines.extend(last[3])
                 stats.reused += 1
             else:
@@ -521,21 +534,27 @@ def _region_stale(
     static_lines: list[Line],
     changed: NDArray[np.bool_],
     strokes: NDArray[np.bool_],
-) -> NDArray[np.bool_] | None:
-    """``region`` plus the places of the key frame's lines whose ink changed in this frame
-    (text that changes every frame, a running clock, is never steady; what was text there in
-    the key frame is read again), except lines the static banner already holds."""
+) -> tuple[NDArray[np.bool_] | None, bool]:
+    """``region`` plus the places of the key frame's text lines whose ink changed in this
+    frame (text that changes every frame, a running clock, is never steady: what was text
+    there in the key frame is read again), except lines the static banner already holds;
+    and whether any such place was added (then the last partial read is not reused)."""
     static_boxes = [line.box for line in static_lines]
     rows, cols = changed.shape
+    added = False
     for line in key_lines:
-        window = _slice(line.box)
-        if _inside_any(line.box, static_boxes) or not (changed[window] & strokes[window]).any():
+        if not _TEXT.search(line.text) or _inside_any(line.box, static_boxes):
             continue
+        window = _slice(line.box)
+        moved = int((changed[window] & strokes[window]).sum())
+        if moved < max(_STALE_PIXELS, _STALE_SHARE * int(strokes[window].sum())):
+            continue  # a few pixels of anatomy under the box, not the text changing
         if region is None:
             region = np.zeros(changed.shape, bool)
         grown = line.box.grow(max(6, line.box.h // 2), cols, rows)
         region[_slice(grown)] = True
-    return region
+        added = True
+    return region, added
 
 
 def _masked(passes: tuple[Pass, ...]) -> tuple[Pass, ...]:

@@ -291,12 +291,15 @@ def _rgb(image: Image) -> Image:
     return image
 
 
-@lru_cache(maxsize=4)
 def get_engine(name: EngineName | str = EngineName.RAPIDOCR, reader: str = "radguard") -> OcrEngine:
     """The engine ``name``, created once per process (models load once). ``reader`` picks
     the ``rapidocr`` engine's recognizer: ``radguard`` (radguard's packaged model, PP-OCR's
     for second readings) or ``ppocr`` (PP-OCR's alone)."""
-    name = EngineName(name)
+    return _engine(EngineName(name), str(reader))
+
+
+@lru_cache(maxsize=4)
+def _engine(name: EngineName, reader: str) -> OcrEngine:
     if name is EngineName.RAPIDOCR:
         from radguard.pixels.ppocr import PpOcrEngine
 

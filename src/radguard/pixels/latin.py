@@ -85,18 +85,22 @@ class LatinRecognizer:
         ]
 
     def alternatives(
-        self, crops: list[Image], floor: float = _FLOOR
+        self, crops: list[Image], readings: list[tuple[str, float]], floor: float = _FLOOR
     ) -> list[list[tuple[str, float]]]:
-        """Other likely readings of each crop: the beam search's readings other than the
-        most probable one, each with its probability relative to that one (>= ``floor``)."""
+        """Other likely readings of each crop (its CTC beam search) besides ``readings`` (the
+        text and confidence kept for it), each scored as that confidence times its probability
+        relative to the most probable reading: an alternative is never surer than the
+        reading it is an alternative of. Those under ``floor`` of the best are left out."""
         found: list[list[tuple[str, float]]] = []
-        for probs in self.probs(crops):
+        for probs, (text, score) in zip(self.probs(crops), readings, strict=True):
             if probs is None:
                 found.append([])
                 continue
             ranked = beams(probs, self.charset)
             top = ranked[0][1] if ranked and ranked[0][1] > 0 else 1.0
-            found.append([(text, p / top) for text, p in ranked[1:] if p / top >= floor])
+            found.append(
+                [(alt, score * p / top) for alt, p in ranked if alt != text and p / top >= floor]
+            )
         return found
 
     def probs(self, crops: list[Image]) -> list[NDArray[np.float32] | None]:

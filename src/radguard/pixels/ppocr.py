@@ -291,12 +291,13 @@ class PpOcrEngine:
         texts = self.read_crops([_crop(image, box) for box in boxes])
         return [Line(box, text, score) for box, (text, score) in zip(boxes, texts, strict=True)]
 
-    def read_alternatives(self, image: Image, boxes: list[Box]) -> list[list[tuple[str, float]]]:
-        """Other likely readings of each box by radguard's recognizer (its beam search), with
-        their probability relative to its reading; none when PP-OCR reads alone."""
+    def read_alternatives(self, image: Image, lines: list[Line]) -> list[list[tuple[str, float]]]:
+        """Other likely readings of each line's box by radguard's recognizer (its beam search),
+        scored no higher than the line's own reading; none when PP-OCR reads alone."""
         if self._latin is None:
-            return [[] for _ in boxes]
-        return self._latin.alternatives([_crop(image, box) for box in boxes])
+            return [[] for _ in lines]
+        crops = [_crop(image, line.box) for line in lines]
+        return self._latin.alternatives(crops, [(line.text, line.score) for line in lines])
 
     def read_crops(self, crops: list[Image]) -> list[tuple[str, float]]:
         """PP-OCR's text and confidence (mean of the emitted characters' probabilities) of
