@@ -285,6 +285,32 @@ class TesseractEngine:
         return lines
 
 
+def ctc_greedy(probs: NDArray[np.float32], charset: Sequence[str]) -> tuple[str, float]:
+    """CTC greedy decoding of one line's class probabilities (steps, classes; class 0 the
+    blank): best class per step, repeats collapsed, blanks dropped; the confidence is the mean
+    probability of the characters emitted."""
+    best = probs.argmax(axis=1)
+    keep = best != 0
+    keep[1:] &= best[1:] != best[:-1]
+    if not keep.any():
+        return "", 0.0
+    chosen = best[keep]
+    score = float(probs[np.flatnonzero(keep), chosen].mean())
+    return "".join(charset[i] for i in chosen), score
+
+
+def onnx_session(model: str | bytes, threads: int) -> Any:
+    """An ONNX Runtime CPU session with ``threads`` intra-op threads, fully optimised."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+
+
 def _rgb(image: Image) -> Image:
     if image.ndim == 2:
         return np.repeat(image[:, :, None], 3, axis=2)

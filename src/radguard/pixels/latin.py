@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from radguard.pixels.engines import EngineUnavailable, Image
+from radguard.pixels.engines import EngineUnavailable, Image, ctc_greedy, onnx_session
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -42,20 +42,12 @@ class LatinRecognizer:
 
     def __init__(self, threads: int = 1) -> None:
         try:
-            import onnx  # noqa: F401
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401
         except ImportError as error:
             raise EngineUnavailable(
                 "radguard's recognizer needs onnxruntime: pip install 'radguard[pixels]'"
             ) from error
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        self._session: onnxruntime.InferenceSession = ort.InferenceSession(
-            model_bytes(), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        self._session: onnxruntime.InferenceSession = onnx_session(model_bytes(), threads)
         meta = self._session.get_modelmeta().custom_metadata_map
         self.charset: list[str] = ["", *json.loads(meta["charset"])]
         self.height = int(meta["height"])
@@ -137,15 +129,8 @@ class LatinRecognizer:
         return results
 
     def decode(self, probs: NDArray[np.float32]) -> tuple[str, float]:
-        """CTC greedy decoding: best class per step, repeats collapsed, blanks dropped."""
-        best = probs.argmax(axis=1)
-        keep = best != 0
-        keep[1:] &= best[1:] != best[:-1]
-        if not keep.any():
-            return "", 0.0
-        chosen = best[keep]
-        score = float(probs[np.flatnonzero(keep), chosen].mean())
-        return "".join(self.charset[i] for i in chosen), score
+        """CTC greedy decoding of one crop's probabilities."""
+        return ctc_greedy(probs, self.charset)
 
 
 def beams(

@@ -34,6 +34,8 @@ from radguard.pixels.engines import (
     Image,
     Line,
     _rapidocr_models,
+    ctc_greedy,
+    onnx_session,
 )
 
 if TYPE_CHECKING:
@@ -88,14 +90,8 @@ class RecSettings:
 
 
 def _session(model: str | bytes, threads: int) -> onnxruntime.InferenceSession:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+    session: onnxruntime.InferenceSession = onnx_session(model, threads)
+    return session
 
 
 def _producer(model: onnx.ModelProto, name: str) -> Any:
@@ -359,15 +355,8 @@ class PpOcrEngine:
         return batches
 
     def _decode(self, probs: NDArray[np.float32]) -> tuple[str, float]:
-        """CTC greedy decoding: best class per step, repeats collapsed, blanks dropped."""
-        best = probs.argmax(axis=1)
-        keep = best != 0
-        keep[1:] &= best[1:] != best[:-1]
-        if not keep.any():
-            return "", 0.0
-        chosen = best[keep]
-        score = float(probs[np.flatnonzero(keep), chosen].mean())
-        return "".join(self._charset[i] for i in chosen), score
+        """CTC greedy decoding of one crop."""
+        return ctc_greedy(probs, self._charset)
 
 
 def _bgr(image: Image) -> Image:
