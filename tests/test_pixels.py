@@ -458,3 +458,17 @@ def test_second_readings_fail_closed(cleaner: PixelCleaner) -> None:
     unreadable_row = Line(Box(10, 10, 200, 16), "", 0.1, 5)
     found = cleaner._decide(0, unreadable_row, classifier)
     assert found is not None and found.redacted and "unreadable" in found.why
+    # nothing read over a row of glyphs: a clinical second reading does not keep it
+    row_read_as_label = Line(Box(10, 10, 200, 16), "", 0.0, 5, (("R", 0.9), ("LIVER", 0.95)))
+    found = cleaner._decide(0, row_read_as_label, classifier)
+    assert found is not None and found.redacted and "unreadable" in found.why
+    # nothing read over a piece or two of ink: a sure second reading becomes the reading
+    named = Classifier(["SMITHERS^ROSALIND"])
+    short = Line(Box(10, 10, 90, 16), "", 0.0, 1, (("SMITHERS", 0.9),))
+    found = cleaner._decide(0, short, named)
+    assert found is not None and found.redacted and found.verdict is Verdict.IDENTIFYING
+    unsure = Line(Box(10, 10, 90, 16), "", 0.0, 1, (("SMITHERS", 0.3), ("S", 0.9)))
+    found = cleaner._decide(0, unsure, named)  # any reading that identifies is painted
+    assert found is not None and found.redacted
+    speckle = Line(Box(10, 10, 90, 16), "", 0.0, 1, (("ii", 0.3),))
+    assert cleaner._decide(0, speckle, named) is None  # nothing read surely: no text

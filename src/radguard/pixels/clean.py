@@ -204,12 +204,18 @@ class PixelCleaner:
         return extra
 
     def _decide(self, frame: int, line: Line, classifier: Classifier) -> TextFound | None:
-        if not _ALNUM.search(line.text):
-            # nothing read: a second reading that made something out (surely enough) is the
-            # line's reading
+        if not _ALNUM.search(line.text) and line.glyphs < _UNREADABLE_GLYPHS:
+            # nothing read where the ink is not a row of glyphs (that is painted as unreadable
+            # below, whatever a second reading says): a second reading that identifies, or
+            # one that made something out surely enough, is the line's reading
             readable = [
                 (t, p) for t, p in line.others if _ALNUM.search(t) and p >= self.policy.min_score
             ]
+            readable = [
+                (t, p)
+                for t, p in line.others
+                if classifier.decide(t).verdict is Verdict.IDENTIFYING
+            ] or readable
             if readable:
                 text, score = max(readable, key=lambda other: other[1])
                 rest = tuple(o for o in line.others if o != (text, score))
