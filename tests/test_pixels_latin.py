@@ -178,3 +178,35 @@ def test_alternatives_are_never_surer_than_the_reading(reader: LatinRecognizer) 
     for (text, score), others in zip(readings, reader.alternatives(crops, readings), strict=True):
         assert all(alt != text and 0.0 < p <= score for alt, p in others)
         assert all(p >= 0.05 * score * 0.999 for _, p in others)
+
+
+@pytest.mark.parametrize("reader_name", ["radguard", "ppocr"])
+def test_both_readers_clean_a_frame(reader_name: str) -> None:
+    """The whole stage (read, doubt, second readings, paint, re-read) with either reader: the
+    burned-in name is painted, the clinical label is kept."""
+    from dataclasses import replace
+
+    from radguard.phantom.pixelbench import glyph_mask, single_frames
+    from radguard.pixels.classify import header_identifiers
+    from radguard.pixels.clean import PixelCleaner
+    from radguard.pixels.frames import decode
+
+    policy = replace(load_policy("research").pixels, reader=PixelReader(reader_name))
+    cleaner = PixelCleaner(policy)
+    image = next(
+        i
+        for i in single_frames(11, 12)
+        if any(ln.identifying and ln.cap_height >= 16 and ln.contrast >= 0.6 for ln in i.lines)
+    )
+    ds = image.dataset
+    before = decode(ds).array.copy()
+    report = cleaner.clean(ds, header_identifiers(ds))
+    after = decode(ds).array
+    assert report.redacted >= 1
+    for line in image.lines:
+        if line.identifying and line.cap_height >= 16 and line.contrast >= 0.6:
+            window = (slice(line.y, line.y + line.h), slice(line.x, line.x + line.w))
+            changed = before[0][window] != after[0][window]
+            if changed.ndim == 3:
+                changed = changed.any(axis=2)
+            assert changed[glyph_mask(line)].all()

@@ -208,8 +208,13 @@ class PixelCleaner:
             # nothing read where the ink is not a row of glyphs (that is painted as unreadable
             # below, whatever a second reading says): a second reading that identifies, or
             # one that made something out surely enough, is the line's reading
+            # (not a clinical one: a piece of an identifying row must not keep its pixels)
             readable = [
-                (t, p) for t, p in line.others if _ALNUM.search(t) and p >= self.policy.min_score
+                (t, p)
+                for t, p in line.others
+                if _ALNUM.search(t)
+                and p >= self.policy.min_score
+                and classifier.decide(t).verdict is not Verdict.CLINICAL
             ]
             readable = [
                 (t, p)

@@ -63,6 +63,7 @@ _ONE_GLYPH_HEIGHT = 24  # ...unless taller than this (pixels of the frame)
 _TEXT = re.compile(r"[A-Za-z0-9]")
 _STALE_PIXELS = 4  # changed ink pixels in a key frame's line box that make it read again...
 _STALE_SHARE = 0.1  # ...and this share of the ink in the box at least
+_GLYPH_ROW = 3  # glyph strokes that make a box read as nothing a row of text
 _BUSY_INK = 0.06  # share of ink pixels above which a frame is also read as shown
 
 
@@ -498,18 +499,25 @@ def read_frames(
             results[k] = _dedupe([*static_lines, *key_lines])
             continue
         changed = np.abs(grey[k].astype(np.int16) - grey[key_index]) > tolerance
-        carried = [line for line in key_lines if not changed[_slice(line.box)].any()]
-        lines = [*static_lines, *carried]
+        lines = [*static_lines]
         if changed.any():
             before, after = grey[k - 1], grey[k + 1]
             steady = (np.abs(grey[k].astype(np.int16) - before) <= tolerance) & (
                 np.abs(grey[k].astype(np.int16) - after) <= tolerance
             )
             strokes = ink(frames[k])
+            # the key frame's lines are carried over (painted where they were), except those
+            # whose text changed: those places are read again
+            stale = _stale_lines(key_lines, static_lines, changed, strokes)
+            lines.extend(line for n, line in enumerate(key_lines) if n not in stale)
             candidates = steady & ~static & _dilate(changed, 3) & strokes
-            region, stale = _region_stale(
-                _region_mask(candidates), key_lines, static_lines, changed, strokes
-            )
+            region = _region_mask(candidates)
+            if stale:
+                region = np.zeros(changed.shape, bool) if region is None else region
+                rows, cols = changed.shape
+                for n in stale:
+                    box = key_lines[n].box
+                    region[_slice(box.grow(max(6, box.h // 2), cols, rows))] = True
             if region is None:
                 stats.reused += 1
             elif not stale and last is not None and _similar(last, region, candidates, grey[k]):
@@ -523,38 +531,35 @@ def read_frames(
                 lines.extend(found)
                 stats.partial += 1
         else:
+            lines.extend(key_lines)
             stats.reused += 1
         results[k] = _dedupe(lines)
     return results
 
 
-def _region_stale(
-    region: NDArray[np.bool_] | None,
+def _stale_lines(
     key_lines: list[Line],
     static_lines: list[Line],
     changed: NDArray[np.bool_],
     strokes: NDArray[np.bool_],
-) -> tuple[NDArray[np.bool_] | None, bool]:
-    """``region`` plus the places of the key frame's text lines whose ink changed in this
-    frame (text that changes every frame, a running clock, is never steady: what was text
-    there in the key frame is read again), except lines the static banner already holds;
-    and whether any such place was added (then the last partial read is not reused)."""
+) -> set[int]:
+    """Which of the key frame's lines changed in this frame: text (or a row of glyphs read as
+    nothing) whose ink changed by a few pixels and a tenth of its ink at least, outside the
+    static banner. A clock running every frame is never steady, so it is found here; the
+    other lines are carried over as they were (a few pixels of noise or anatomy under a box
+    do not drop it)."""
     static_boxes = [line.box for line in static_lines]
-    rows, cols = changed.shape
-    added = False
-    for line in key_lines:
-        if not _TEXT.search(line.text) or _inside_any(line.box, static_boxes):
+    stale: set[int] = set()
+    for n, line in enumerate(key_lines):
+        if not (_TEXT.search(line.text) or line.glyphs >= _GLYPH_ROW):
+            continue
+        if _inside_any(line.box, static_boxes):
             continue
         window = _slice(line.box)
         moved = int((changed[window] & strokes[window]).sum())
-        if moved < max(_STALE_PIXELS, _STALE_SHARE * int(strokes[window].sum())):
-            continue  # a few pixels of anatomy under the box, not the text changing
-        if region is None:
-            region = np.zeros(changed.shape, bool)
-        grown = line.box.grow(max(6, line.box.h // 2), cols, rows)
-        region[_slice(grown)] = True
-        added = True
-    return region, added
+        if moved >= max(_STALE_PIXELS, _STALE_SHARE * int(strokes[window].sum())):
+            stale.add(n)
+    return stale
 
 
 def _masked(passes: tuple[Pass, ...]) -> tuple[Pass, ...]:

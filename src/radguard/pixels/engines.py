@@ -321,7 +321,7 @@ def get_engine(name: EngineName | str = EngineName.RAPIDOCR, reader: str = "radg
     """The engine ``name``, created once per process (models load once). ``reader`` picks
     the ``rapidocr`` engine's recognizer: ``radguard`` (radguard's packaged model, PP-OCR's
     for second readings) or ``ppocr`` (PP-OCR's alone)."""
-    return _engine(EngineName(name), str(reader))
+    return _engine(EngineName(name), str(getattr(reader, "value", reader)))
 
 
 @lru_cache(maxsize=4)
