@@ -283,7 +283,7 @@ def sample(
     """One training crop (grey, 32 rows) and its text."""
     import cv2
 
-    from radguard.pixels.detect import _brightest, fused_view, ink
+    from radguard.pixels.detect import brightest, fused_view, ink
 
     text = line_text(prng)
     name = prng.choice(fonts.names)
@@ -350,7 +350,7 @@ def sample(
             )
         view = fused_view(work, strokes)
     else:
-        view = _brightest(image)
+        view = brightest(image)
         if factor > 1:
             view = cv2.resize(view, (cols * 2, rows * 2), interpolation=cv2.INTER_CUBIC)
     # the detector's box (chosen above): the ink's box grown by a share of its height

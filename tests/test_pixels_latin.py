@@ -210,3 +210,12 @@ def test_both_readers_clean_a_frame(reader_name: str) -> None:
             if changed.ndim == 3:
                 changed = changed.any(axis=2)
             assert changed[glyph_mask(line)].all()
+
+
+def test_a_missing_model_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from radguard.pixels import latin
+    from radguard.pixels.engines import EngineUnavailable
+
+    monkeypatch.setattr(latin, "MODEL", "no-such-model.onnx")
+    with pytest.raises(EngineUnavailable, match=r"no-such-model\.onnx.*reader"):
+        LatinRecognizer(threads=1)

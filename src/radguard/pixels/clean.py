@@ -9,7 +9,6 @@ In Annotation set to NO and the Clean Pixel Data code (113101) recorded.
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -20,6 +19,8 @@ from pydicom.dataset import Dataset
 from radguard.errors import Rejected
 from radguard.pixels.classify import Classifier, Decision, Verdict, header_identifiers
 from radguard.pixels.detect import (
+    ALNUM,
+    GLYPH_ROW,
     Pass,
     ScanStats,
     find_text,
@@ -33,8 +34,8 @@ from radguard.settings import PixelPolicy, PixelScan, UnknownText
 
 # PS3.3 A.8 / A.8.5: Secondary Capture SOP classes (screen saves, scanned documents...)
 _SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
-_ALNUM = re.compile(r"[A-Za-z0-9]")
-_UNREADABLE_GLYPHS = 3  # glyph-shaped ink strokes that make an unreadable box text
+_ALNUM = ALNUM
+_UNREADABLE_GLYPHS = GLYPH_ROW  # glyph-shaped ink strokes that make an unreadable box text
 _SHORTEST = 3  # letters and digits a line needs to be redacted as unknown text
 _SHORT_BOX = 2.5  # ...in a box no wider than this many heights
 _WIDE = 4.0  # a box this many heights wide has room for a word: unreadable there is text

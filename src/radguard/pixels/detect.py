@@ -60,10 +60,10 @@ _UPSCALE_BELOW = 400
 _WEAK = 0.6  # reads below this confidence are tried again on the other view
 _ONE_GLYPH = 1.3  # boxes narrower than this many heights are single glyphs, not read...
 _ONE_GLYPH_HEIGHT = 24  # ...unless taller than this (pixels of the frame)
-_TEXT = re.compile(r"[A-Za-z0-9]")
+ALNUM = re.compile(r"[A-Za-z0-9]")  # a letter or digit: something was read
 _STALE_PIXELS = 4  # changed ink pixels in a key frame's line box that make it read again...
 _STALE_SHARE = 0.1  # ...and this share of the ink in the box at least
-_GLYPH_ROW = 3  # glyph strokes that make a box read as nothing a row of text
+GLYPH_ROW = 3  # glyph-shaped ink strokes that make a box read as nothing a row of text
 _BUSY_INK = 0.06  # share of ink pixels above which a frame is also read as shown
 
 
@@ -88,7 +88,7 @@ def _grey(image: Image) -> Image:
     return out
 
 
-def _brightest(image: Image) -> Image:
+def brightest(image: Image) -> Image:
     """Max over channels: coloured ink is bright in at least one of them."""
     if image.ndim == 2:
         return image
@@ -118,7 +118,7 @@ def ink(image: Image, level: float = 6.0) -> NDArray[np.bool_]:
     equal[:, :-1] |= values[:, :-1] == values[:, 1:]
     # white top-hat: how far a pixel stands above the background left when every bright
     # structure narrower than 11 px is opened away (the flat ground around text is not ink)
-    bright = np.ascontiguousarray(_brightest(image))
+    bright = np.ascontiguousarray(brightest(image))
     kernel = np.ones((11, 11), np.uint8)
     above = np.asarray(cv2.morphologyEx(bright, cv2.MORPH_TOPHAT, kernel))
     # and at least half as far above it as the brightest stroke nearby: the soft gaps and
@@ -144,7 +144,7 @@ def ink(image: Image, level: float = 6.0) -> NDArray[np.bool_]:
 def fused_view(image: Image, strokes: NDArray[np.bool_] | None = None) -> Image:
     """The grey level at 70% with the ink strokes drawn over it in white."""
     strokes = ink(image) if strokes is None else strokes
-    dimmed = (_brightest(image).astype(np.uint16) * 7 // 10).astype(np.uint8)
+    dimmed = (brightest(image).astype(np.uint16) * 7 // 10).astype(np.uint8)
     out: Image = np.where(strokes, np.uint8(255), dimmed).astype(np.uint8)
     return out
 
@@ -551,7 +551,7 @@ def _stale_lines(
     static_boxes = [line.box for line in static_lines]
     stale: set[int] = set()
     for n, line in enumerate(key_lines):
-        if not (_TEXT.search(line.text) or line.glyphs >= _GLYPH_ROW):
+        if not (ALNUM.search(line.text) or line.glyphs >= GLYPH_ROW):
             continue
         if _inside_any(line.box, static_boxes):
             continue

@@ -33,8 +33,15 @@ _FLOOR = 0.05  # alternatives at least this probable (relative to the best) are 
 
 
 def model_bytes() -> bytes:
-    """The packaged model."""
-    return resources.files("radguard.pixels").joinpath("models", MODEL).read_bytes()
+    """The packaged model (a broken install without it is named, not a bare traceback)."""
+    path = resources.files("radguard.pixels").joinpath("models", MODEL)
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise EngineUnavailable(
+            f"radguard's recognizer model {MODEL} is missing from the installed package "
+            f"({error.strerror or error}): reinstall radguard, or set pixels.reader = 'ppocr'"
+        ) from error
 
 
 class LatinRecognizer:
