@@ -101,6 +101,8 @@ def _score_image(image: Any, cleaner: Any, tally: dict[str, Any]) -> None:
             tally["clinical"][1] += 1
             if max(covered) <= 0.05:
                 tally["clinical"][0] += 1
+            elif report is not None:
+                tally["lost"].append(_why_lost(line, report, margin))
     if not refused:
         tally["redacted_px"] += int(mask.sum())
         tally["redacted_outside"] += int((mask & ~text_area).sum())
@@ -108,6 +110,23 @@ def _score_image(image: Any, cleaner: Any, tally: dict[str, Any]) -> None:
             tally["false_images"] += 1
     if not image.lines:
         tally["free_images"] += 1
+
+
+def _why_lost(line: Any, report: Any, margin: int) -> str:
+    """One lost label and the painted boxes over it: synthetic text only (bench corpus)."""
+    from radguard.pixels.engines import Box
+
+    reasons = []
+    for found in report.found:
+        if not found.redacted or (line.frame >= 0 and found.frame != line.frame):
+            continue
+        b = found.box.grow(margin, 10**6, 10**6)
+        if b.overlap(Box(line.x, line.y, line.w, line.h)):
+            reasons.append(f"{found.text!r}/{found.score:.2f}/{found.why}")
+    return (
+        f"{line.text!r} cap {line.cap_height} c {line.contrast:.0%} {line.font} {line.colour}: "
+        + "; ".join(sorted(set(reasons)))
+    )
 
 
 def _identifiers(ds: Any) -> tuple[str, ...]:
@@ -127,6 +146,7 @@ def _new_tally() -> dict[str, Any]:
         "id": defaultdict(lambda: [0, 0]),
         "clinical": [0, 0],
         "missed": [],
+        "lost": [],
         "seconds": 0.0,
         "cpu": 0.0,
         "ocr_seconds": 0.0,
@@ -192,6 +212,7 @@ def _clean_one(blob: bytes) -> float:
 
 
 _CLEANER: Any = None
+_ARGS: Any = None
 
 
 def throughput(args: argparse.Namespace) -> dict[str, float]:
@@ -282,6 +303,9 @@ def _report(result: dict[str, Any]) -> None:
             f"covered in every frame {right}/{total}; labels kept {c['clinical'][0]}/"
             f"{c['clinical'][1]}; refused {c['refused']}"
         )
+    if getattr(_ARGS, "lost", False):
+        for lost in t["lost"]:
+            print(f"  lost label {lost}")
     small = [m for m in t["missed"] if m[0] >= 10 and m[1] >= 0.2]
     if small:
         print(f"missed in the target range (cap, contrast, font, colour): {small[:12]}")
@@ -301,7 +325,10 @@ def main() -> None:
         "--reader", default="radguard", help="rapidocr's recognizer: radguard or ppocr"
     )
     parser.add_argument("--no-baseline", dest="baseline", action="store_false")
+    parser.add_argument("--lost", action="store_true", help="list each lost label and why")
     args = parser.parse_args()
+    global _ARGS
+    _ARGS = args
     print(f"cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.2f}")
     for engine in args.engines.split(","):
         result = run(engine.strip(), args)

@@ -119,7 +119,11 @@ def test_identifiers_read_in_pieces_are_never_clinical_labels() -> None:
     ]  # fmt: skip
     for text in never:
         assert classifier.decide(text).verdict is not Verdict.CLINICAL, text
-    misread = ["RI GHT KIDNEY LONG", "RISHTKIDNEY LONG", "LIVERIRV", "MI 1.1 iIS 0.4", "L12 5"]
+    never += ["LIZ", "LIZ-S", "DEAN 1.2 cs", "KIDNEY DEAN", "LEVER", "C5-1 DEAN"]
+    misread = [
+        "RI GHT KIDNEY LONG", "RISHTKIDNEY LONG", "LIVERIRV", "MI 1.1 iIS 0.4", "L12 5",
+        "PIGHT FIDNEY LONG", "LIVEP TPV", "ABDOMLN", "D1 1.23 cs", "C5-i", "LIZ-5",
+    ]  # fmt: skip
     for text in misread:
         assert classifier.decide(text).verdict is Verdict.CLINICAL, text
 
@@ -255,6 +259,35 @@ def test_phantom_image_identifiers_removed_labels_kept(cleaner: PixelCleaner) ->
     results = dict(_covered(keep, ds))
     for text, identifying, _, _ in placed:
         assert results[text] is identifying, text
+
+
+def test_reread_after_painting_keeps_a_label_read_whole_before(cleaner: PixelCleaner) -> None:
+    """Bench seed 5, image 16: a small 'RIGHT KIDNEY LONG' beside a painted date. The
+    re-read after painting cut it into pieces read as 'RIGH', ' KID', 'EY LONG' (each no
+    label: painted); pieces inside a line already read whole, on pixels no paint touched,
+    keep that reading. The identifiers around it are still painted."""
+    *_, bench = single_frames(5, 17)
+    assert "RIGHT KIDNEY LONG" in [line.text for line in bench.lines]
+    keep = BenchImage(bench.name, copy.deepcopy(bench.dataset), bench.lines)
+    ds = bench.dataset
+    cleaner.clean(ds, header_identifiers(ds))
+    results = dict(_covered(keep, ds))
+    assert results["RIGHT KIDNEY LONG"] is False
+    for line in bench.lines:
+        if line.identifying and line.cap_height >= 10:
+            assert results[line.text], "an identifying line is left"
+
+
+def test_pieces_inside_a_kept_line_need_pixels_paint_left_alone() -> None:
+    from radguard.pixels.clean import _within
+
+    kept = Box(100, 100, 120, 20)
+    assert _within(Box(150, 102, 40, 14), kept, [])
+    # paint took the bottom of the piece: what is left of it lies inside the kept line
+    assert _within(Box(150, 110, 40, 20), kept, [Box(0, 120, 400, 40)])
+    # a piece reaching out of the kept line reads pixels that reading never saw
+    assert not _within(Box(200, 102, 60, 14), kept, [])
+    assert not _within(Box(150, 102, 40, 14), kept, [Box(140, 90, 80, 40)])  # all paint
 
 
 def test_cine_static_banner_every_frame_and_reuse(cleaner: PixelCleaner) -> None:

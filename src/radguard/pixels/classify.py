@@ -272,31 +272,73 @@ def _all_clinical(text: str) -> bool:
     if any(len(w) > 3 for w in whole) or any(len(f) > 2 for f in fraction):
         return False
     compact = re.sub(r"\s+", "", upper)
-    if _PROBE.fullmatch(upper.strip()) or re.fullmatch(r"[A-Z]", compact):
+    if _probe(upper.strip()) or re.fullmatch(r"[A-Z]", compact):
         return True
+    upper = _UNIT_AFTER_NUMBER.sub(_unit, upper)
     named = False
-    slipped: list[str] = []
+    slipped: list[list[str]] = []
     for group in re.findall(r"[A-Z]+(?:\s+[A-Z]+)*", upper):
         runs = group.split()
         exact = [r for r in runs if len(r) == 1 or r in CLINICAL_VOCABULARY or _glued(r)]
         named = named or any(len(r) > 1 for r in exact)
-        rest = "".join(r for r in runs if r not in exact)
+        loose = [r for r in runs if r not in exact]
+        rest = "".join(loose)
         if rest and (_glued(rest) or _glued("".join(runs))):
             named = True
         elif rest:
-            slipped.append(rest)
+            # read without spaces (one slip per six letters), or word by word (one each)
+            slipped.append([rest] if _near_glued(rest, max(1, len(rest) // 6)) else loose)
     if not slipped:
         return named
     first, last = _census()
-    for word in slipped:
-        if word in first or word in last or not _near_glued(word, max(1, len(word) // 6)):
-            return False
-        # beside an exact clinical word, or holding one of four letters or more (LIVERIRV)
-        named = named or any(
-            word[:k] in CLINICAL_VOCABULARY or word[-k:] in CLINICAL_VOCABULARY
-            for k in range(4, len(word))
-        )
+    for words in slipped:
+        for word in words:
+            if word in first or word in last or not _near_glued(word, max(1, len(word) // 6)):
+                return False
+            # beside an exact clinical word, holding one of four letters or more (LIVERIRV),
+            # or one slip from a clinical word of six letters or more (ABDOMLN)
+            named = (
+                named
+                or any(
+                    word[:k] in CLINICAL_VOCABULARY or word[-k:] in CLINICAL_VOCABULARY
+                    for k in range(4, len(word))
+                )
+                or (len(word) >= _LONE_SLIP and any(_near(word, w) for w in _LONG_WORDS))
+            )
     return named
+
+
+_LONE_SLIP = 6  # letters a word one slip from a clinical word needs to be a label alone
+_LONG_WORDS = tuple(w for w in CLINICAL_VOCABULARY if len(w) >= _LONE_SLIP)
+# a unit read with one letter wrong right after its number ('1.23 cs', '5 nm')
+_UNITS = ("CM", "MM", "MS", "HZ", "DB", "KV", "MA")
+_UNIT_AFTER_NUMBER = re.compile(r"(?<=\d)(\s?)([A-Z]{2})\b")
+
+
+def _unit(match: re.Match[str]) -> str:
+    read = match.group(2)
+    if read in CLINICAL_VOCABULARY:
+        return match.group(0)
+    near = [u for u in _UNITS if sum(a != b for a, b in zip(read, u, strict=True)) == 1]
+    return match.group(1) + near[0] if near else match.group(0)
+
+
+# digits a probe name's number is misread as (C5-i, LIZ-5)
+_AS_DIGIT = str.maketrans({"I": "1", "L": "1", "|": "1", "!": "1", "O": "0", "Z": "2", "S": "5"})
+
+
+def _probe(text: str) -> bool:
+    """A probe name (C5-1, L12 5), also with letters misread for the digits of its number
+    (at least one of them read as a digit)."""
+    if _PROBE.fullmatch(text):
+        return True
+    head = re.match(r"[CLPSEVT]{1,2}", text)
+    if head is None:
+        return False
+    number = text[head.end() :]
+    return any(c.isdigit() for c in number) and bool(
+        _PROBE.fullmatch(head.group(0) + number.translate(_AS_DIGIT))
+    )
 
 
 def _census() -> tuple[frozenset[str], frozenset[str]]:

@@ -42,6 +42,7 @@ _WIDE = 4.0  # a box this many heights wide has room for a word: unreadable ther
 _TOO_SHORT = "too short to identify"
 _UNREAD = "nothing read"
 _SURE = 0.8  # confidence a second reading needs to keep a line as a clinical label
+_INSIDE = 0.9  # share of a re-read box inside a kept line that makes it a piece of that line
 _SECOND_LOW = 0.5  # confidence a longer second reading needs to overrule a short label
 
 
@@ -298,10 +299,13 @@ class PixelCleaner:
             if f.redacted
         ]
         painted += [(-1, box) for box in regions]
+        changed = list(painted)  # every box painted so far (with its margin)
         # Read again where paint went (the rest of every frame is the pixels just read, and
         # nothing read there identified); paint what shows; twice at most.
         for attempt in range(3 if painted else 0):
-            again = self._reread(ds, pixels, classifier, report.stats, painted, report.found)
+            again = self._reread(
+                ds, pixels, classifier, report.stats, painted, report.found, changed
+            )
             still = [f for f in again if f.verdict is Verdict.IDENTIFYING]
             more = [f for f in again if f.redacted]
             if not more:
@@ -314,6 +318,7 @@ class PixelCleaner:
             report.found.extend(more)
             self._paint(pixels, [(f.frame, f.box) for f in more], fill)
             painted = [(f.frame, f.box.grow(self.policy.margin, *_size(pixels))) for f in more]
+            changed += painted
         report.still_read = still
         if still:
             raise Rejected(
@@ -334,6 +339,7 @@ class PixelCleaner:
         stats: ScanStats,
         painted: list[tuple[int, Box]],
         known: list[TextFound],
+        changed: list[tuple[int, Box]],
     ) -> list[TextFound]:
         """Read the surroundings of painted boxes (frame -1: every frame) once more: the
         paint may have cut a line in two, or left a character outside it. The surroundings
@@ -341,7 +347,8 @@ class PixelCleaner:
         was read, away from the paint, keeps that reading. Consecutive frames painted alike
         (a banner painted in every frame of a cine) are read together: their first and last
         frames, every ``keyframe_interval``-th, and the pixels that stay put over the run
-        (what was static text is there; moving anatomy is not)."""
+        (what was static text is there; moving anatomy is not). ``changed``: every box
+        painted so far, this round's included."""
         started = time.perf_counter()
         views = display(ds, pixels)
         count, rows, cols = int(views.shape[0]), int(views.shape[1]), int(views.shape[2])
@@ -389,8 +396,9 @@ class PixelCleaner:
                 if key in cache:
                     stats.reused += 1
                 else:
+                    touched = [b for f, b in changed if f in (-1, run[0])]
                     cache[key] = self._read_regions(
-                        regions, crops, by_paint[run[0]], known_here, stats, factor
+                        regions, crops, by_paint[run[0]], known_here, stats, factor, touched
                     )
                 lines.extend(cache[key])
             for frame in run:
@@ -406,9 +414,11 @@ class PixelCleaner:
         kept: list[TextFound],
         stats: ScanStats,
         factor: int,
+        touched: list[Box],
     ) -> list[Line]:
         """Detect on the crops stacked with black gaps (enlarged as their frame was on the
-        first read), map boxes back, read the new ones."""
+        first read), map boxes back, read the new ones (a box in the place of a kept line,
+        or inside one where no paint ever went, keeps that line's reading)."""
         gap = 24
         width = max(c.shape[1] for c in crops)
         height = sum(c.shape[0] for c in crops) + gap * (len(crops) - 1)
@@ -434,7 +444,14 @@ class PixelCleaner:
         lines: list[Line] = []
         unread: list[tuple[Box, Box]] = []
         for work_box, in_frame in placed:
-            same = next((f for f in kept if _same_place(f.box, in_frame, paint)), None)
+            same = next(
+                (
+                    f
+                    for f in kept
+                    if _same_place(f.box, in_frame, paint) or _within(in_frame, f.box, touched)
+                ),
+                None,
+            )
             if same is not None:
                 lines.append(Line(in_frame, same.text, same.score))
             else:
@@ -552,6 +569,28 @@ def _same_place(box: Box, other: Box, paint: list[Box]) -> bool:
         return False
     grown = other.grow(2, 1 << 30, 1 << 30)
     return not any(grown.overlap(p) for p in paint)
+
+
+def _within(box: Box, kept: Box, touched: list[Box]) -> bool:
+    """What paint left of ``box`` lies (all but a sliver) inside ``kept``: a piece of a
+    line already read whole, its unpainted pixels as they were then (the mosaic's detector
+    cuts kept labels into pieces, or takes paint in, and reads them worse); it holds
+    nothing that reading did not see."""
+    if box.w <= 0 or box.h <= 0:
+        return False
+    bare = np.ones((box.h, box.w), bool)
+    for p in touched:
+        x0, y0 = max(p.x - box.x, 0), max(p.y - box.y, 0)
+        x1, y1 = min(p.x + p.w - box.x, box.w), min(p.y + p.h - box.y, box.h)
+        if x1 > x0 and y1 > y0:
+            bare[y0:y1, x0:x1] = False
+    left = int(bare.sum())
+    if left == 0:
+        return False  # all paint: read as anything else
+    x0, y0 = max(kept.x - box.x, 0), max(kept.y - box.y, 0)
+    x1, y1 = min(kept.x + kept.w - box.x, box.w), min(kept.y + kept.h - box.y, box.h)
+    inside = int(bare[y0:y1, x0:x1].sum()) if x1 > x0 and y1 > y0 else 0
+    return inside >= _INSIDE * left
 
 
 def _union_all(boxes: list[Box]) -> list[Box]:
