@@ -99,8 +99,11 @@ def _score_image(image: Any, cleaner: Any, tally: dict[str, Any]) -> None:
                 tally["missed"].append((line.cap_height, line.contrast, line.font, line.colour))
         else:
             tally["clinical"][1] += 1
+            by_size = tally["labels"][_bucket(line.cap_height, line.contrast)]
+            by_size[1] += 1
             if max(covered) <= 0.05:
                 tally["clinical"][0] += 1
+                by_size[0] += 1
             elif report is not None:
                 tally["lost"].append(_why_lost(line, report, margin))
     if not refused:
@@ -145,6 +148,7 @@ def _new_tally() -> dict[str, Any]:
     return {
         "id": defaultdict(lambda: [0, 0]),
         "clinical": [0, 0],
+        "labels": defaultdict(lambda: [0, 0]),
         "missed": [],
         "lost": [],
         "seconds": 0.0,
@@ -284,6 +288,9 @@ def _report(result: dict[str, Any]) -> None:
     )
     right, total = t["clinical"]
     print(f"clinical labels kept: {right}/{total} = {right / max(total, 1):.1%}")
+    for bucket in sorted(t["labels"]):
+        right, total = t["labels"][bucket]
+        print(f"  {bucket:<18} {right:>4}/{total:<4} {right / max(total, 1):6.1%}")
     inside = 1 - t["redacted_outside"] / max(t["redacted_px"], 1)
     print(f"precision (redacted area inside text boxes + margin): {inside:.1%}")
     print(f"false redaction: {f['false_images']}/{f['free_images']} text-free images")

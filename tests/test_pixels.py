@@ -278,6 +278,22 @@ def test_reread_after_painting_keeps_a_label_read_whole_before(cleaner: PixelCle
             assert results[line.text], "an identifying line is left"
 
 
+def test_faint_label_whose_first_letters_were_dropped_is_read_again_wider(
+    cleaner: PixelCleaner,
+) -> None:
+    """Bench seed 5, image 0: a faint (10%) 'ABDOMEN' read as 'DOMEN' in its box; read again
+    a little wider it reads whole and is kept; every identifier is still painted."""
+    bench = next(iter(single_frames(5, 1)))
+    keep = BenchImage(bench.name, copy.deepcopy(bench.dataset), bench.lines)
+    ds = bench.dataset
+    cleaner.clean(ds, header_identifiers(ds))
+    for line, (_, gone) in zip(bench.lines, _covered(keep, ds), strict=True):
+        if line.text == "ABDOMEN" and line.cap_height == 24:
+            assert not gone
+        if line.identifying and line.cap_height >= 10 and line.contrast >= 0.2:
+            assert gone, "an identifying line is left"
+
+
 def test_pieces_inside_a_kept_line_need_pixels_paint_left_alone() -> None:
     from radguard.pixels.clean import _within
 

@@ -293,6 +293,12 @@ def read_boxes(
                     more = read_more(view, [replace(lines[k], box=boxes[k]) for k in group])
                     for k, alternatives in zip(group, more, strict=True):
                         seconds.setdefault(k, []).extend(alternatives)
+                # the box a little wider: a faint first or last letter the box cut or the
+                # reader dropped ('DOMEN' of ABDOMEN) may read in full
+                rows, cols = view.shape[:2]
+                wider = [_widened(boxes[k], cols, rows) for k in group]
+                for k, line in zip(group, engine.read(view, wider), strict=True):
+                    seconds.setdefault(k, []).append((line.text, line.score))
     return [
         Line(
             found.to_image(box),
@@ -303,6 +309,15 @@ def read_boxes(
         )
         for k, (box, line) in enumerate(zip(boxes, lines, strict=True))
     ]
+
+
+def _widened(box: Box, cols: int, rows: int) -> Box:
+    """``box`` with a third of its height more on the left and right, a tenth above and
+    below (clipped to the image)."""
+    side, up = max(2, box.h // 3), max(1, box.h // 10)
+    x0, y0 = max(0, box.x - side), max(0, box.y - up)
+    x1, y1 = min(cols, box.x + box.w + side), min(rows, box.y + box.h + up)
+    return Box(x0, y0, max(1, x1 - x0), max(1, y1 - y0))
 
 
 def glyph_count(strokes: NDArray[np.bool_], box: Box) -> int:
