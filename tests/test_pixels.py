@@ -294,6 +294,31 @@ def test_faint_label_whose_first_letters_were_dropped_is_read_again_wider(
             assert gone, "an identifying line is left"
 
 
+def test_identifier_crossing_into_speckle_is_painted_to_its_end(cleaner: PixelCleaner) -> None:
+    """Bench seed 5, images 54 and 56: a date whose first characters sit on the edge of the
+    speckle sector (the detector's box starts at 'Aug') and a birth date whose last digits
+    run into speckle: every identifying line is painted to its ends, the labels beside
+    them are kept."""
+    benches = list(single_frames(5, 57))
+    for bench in (benches[54], benches[56]):
+        keep = BenchImage(bench.name, copy.deepcopy(bench.dataset), bench.lines)
+        ds = bench.dataset
+        cleaner.clean(ds, header_identifiers(ds))
+        for line, (_, gone) in zip(bench.lines, _covered(keep, ds), strict=True):
+            if line.identifying and line.cap_height >= 10 and line.contrast >= 0.2:
+                assert gone, f"{bench.name}: an identifying line is left"
+
+
+def test_identifying_paint_reaches_along_its_row_short_of_kept_labels() -> None:
+    from radguard.pixels.clean import TextFound, _reach_along
+
+    line = TextFound(0, Box(100, 50, 200, 20), "x", 0.9, Verdict.IDENTIFYING, "test", True)
+    assert _reach_along(line, [], 512, 512).box == Box(80, 50, 240, 20)
+    assert _reach_along(line, [], 310, 512).box == Box(80, 50, 230, 20)  # the frame's edge
+    label = Box(305, 48, 30, 22)  # a kept label on the row, right after the line
+    assert _reach_along(line, [label, Box(0, 200, 99, 20)], 512, 512).box == Box(80, 50, 225, 20)
+
+
 def test_pieces_inside_a_kept_line_need_pixels_paint_left_alone() -> None:
     from radguard.pixels.clean import _within
 

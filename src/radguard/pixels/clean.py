@@ -42,6 +42,7 @@ _WIDE = 4.0  # a box this many heights wide has room for a word: unreadable ther
 _TOO_SHORT = "too short to identify"
 _UNREAD = "nothing read"
 _SURE = 0.8  # confidence a second reading needs to keep a line as a clinical label
+_ALONG = 1.0  # line heights an identifying line's paint reaches further along its row
 _INSIDE = 0.9  # share of a re-read box inside a kept line that makes it a piece of that line
 _SECOND_LOW = 0.5  # confidence a longer second reading needs to overrule a short label
 
@@ -155,14 +156,19 @@ class PixelCleaner:
             ),
         )
         found = []
+        size = (int(views.shape[2]), int(views.shape[1]))
         for frame, lines in enumerate(per_frame):
-            found.extend(self._judge(frame, lines, classifier))
+            found.extend(self._judge(frame, lines, classifier, size))
         return found
 
-    def _judge(self, frame: int, lines: list[Line], classifier: Classifier) -> list[TextFound]:
+    def _judge(
+        self, frame: int, lines: list[Line], classifier: Classifier, size: tuple[int, int]
+    ) -> list[TextFound]:
         """Every line decided, then rows of pieces. Boxes dropped as no text (nothing read)
         still join rows: when the row identifies they are painted with it (the detector may
-        cut a line where it crosses anatomy; the rest of it reads as nothing)."""
+        cut a line where it crosses anatomy; the rest of it reads as nothing). Identifying
+        lines are painted half a line height further each way along their row (``size``:
+        the frame's columns and rows)."""
         items: list[TextFound] = []
         unread: list[TextFound] = []
         for line in lines:
@@ -173,7 +179,11 @@ class PixelCleaner:
                 unread.append(
                     TextFound(frame, line.box, "", line.score, Verdict.UNKNOWN, _UNREAD, False)
                 )
-        return items + self._rows(frame, items + unread, classifier)
+        found = items + self._rows(frame, items + unread, classifier)
+        kept = [f.box for f in found if not f.redacted]
+        return [
+            _reach_along(f, kept, *size) if f.verdict is Verdict.IDENTIFYING else f for f in found
+        ]
 
     def _rows(self, frame: int, items: list[TextFound], classifier: Classifier) -> list[TextFound]:
         """Pieces of one text row read apart ('(207)' ... '2643'): judged together, and when
@@ -402,7 +412,7 @@ class PixelCleaner:
                     )
                 lines.extend(cache[key])
             for frame in run:
-                found.extend(self._judge(frame, lines, classifier))
+                found.extend(self._judge(frame, lines, classifier, (cols, rows)))
         stats.ocr_seconds += time.perf_counter() - started
         return found
 
@@ -569,6 +579,24 @@ def _same_place(box: Box, other: Box, paint: list[Box]) -> bool:
         return False
     grown = other.grow(2, 1 << 30, 1 << 30)
     return not any(grown.overlap(p) for p in paint)
+
+
+def _reach_along(found: TextFound, kept: list[Box], cols: int, rows: int) -> TextFound:
+    """An identifying line with its box reaching ``_ALONG`` line heights further left and
+    right, short of the kept lines there: where text crosses from a flat border into
+    speckle the detector often stops a character or two short ('Aug-2024' of
+    '04-Aug-2024'), and neither that piece nor the box's edge reads as anything alone."""
+    box = found.box
+    side = max(2, int(_ALONG * box.h))
+    x0, x1 = max(0, box.x - side), min(cols, box.x + box.w + side)
+    for other in kept:
+        if min(other.y + other.h, box.y + box.h) <= max(other.y, box.y):
+            continue  # not on this row
+        if other.x + other.w <= box.x:
+            x0 = max(x0, min(other.x + other.w, box.x))
+        elif other.x >= box.x + box.w:
+            x1 = min(x1, max(other.x, box.x + box.w))
+    return replace(found, box=Box(x0, box.y, max(1, x1 - x0), box.h))
 
 
 def _within(box: Box, kept: Box, touched: list[Box]) -> bool:
