@@ -307,9 +307,15 @@ def text_free(seed: int, count: int, size: int = 512) -> Iterator[BenchImage]:
 
 
 def cine(
-    seed: int, frames: int = 100, rows: int = 600, cols: int = 800, tick: int = 25
+    seed: int,
+    frames: int = 100,
+    rows: int = 600,
+    cols: int = 800,
+    tick: int = 25,
+    clock_from: int = 0,
 ) -> BenchImage:
-    """A cine: content moving under a static banner, a clock ticking every ``tick`` frames."""
+    """A cine: content moving under a static banner, a clock ticking every ``tick`` frames,
+    shown from frame ``clock_from`` on."""
     rng = np.random.default_rng(seed + 2)
     forms, ds = _identity_lines(rng, 2000)
     banner = [forms[0], forms[3], forms[5], forms[7]]
@@ -347,23 +353,24 @@ def cine(
         clock = f"{now // 3600:02d}:{now // 60 % 60:02d}:{now % 60:02d}"
         mask = text_mask(clock, font)
         cx, cy = cols - mask.shape[1] - 8, rows - mask.shape[0] - 8
-        image[cy : cy + mask.shape[0], cx : cx + mask.shape[1]][mask] = 255
-        lines.append(
-            BurnedLine(
-                f,
-                cx,
-                cy,
-                mask.shape[1],
-                mask.shape[0],
-                clock,
-                True,
-                font.name,
-                font.size,
-                cap_height(font),
-                1.0,
-                "grey",
+        if f >= clock_from:
+            image[cy : cy + mask.shape[0], cx : cx + mask.shape[1]][mask] = 255
+            lines.append(
+                BurnedLine(
+                    f,
+                    cx,
+                    cy,
+                    mask.shape[1],
+                    mask.shape[0],
+                    clock,
+                    True,
+                    font.name,
+                    font.size,
+                    cap_height(font),
+                    1.0,
+                    "grey",
+                )
             )
-        )
         ly = rows // 2
         for text in ("C5-1", "ABDOMEN", "12 cm"):
             mask = text_mask(text, label_font)

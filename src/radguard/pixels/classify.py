@@ -274,70 +274,62 @@ def _all_clinical(text: str) -> bool:
     compact = re.sub(r"\s+", "", upper)
     if _probe(upper.strip()) or re.fullmatch(r"[A-Z]", compact):
         return True
-    upper = _UNIT_AFTER_NUMBER.sub(_unit, upper)
+    upper = _CM_SLIP.sub(_unit, upper)
     named = False
-    slipped: list[list[str]] = []
+    slipped: list[str] = []
     for group in re.findall(r"[A-Z]+(?:\s+[A-Z]+)*", upper):
         runs = group.split()
         exact = [r for r in runs if len(r) == 1 or r in CLINICAL_VOCABULARY or _glued(r)]
         named = named or any(len(r) > 1 for r in exact)
-        loose = [r for r in runs if r not in exact]
-        rest = "".join(loose)
+        rest = "".join(r for r in runs if r not in exact)
         if rest and (_glued(rest) or _glued("".join(runs))):
             named = True
         elif rest:
-            # read without spaces (one slip per six letters), or word by word (one each)
-            slipped.append([rest] if _near_glued(rest, max(1, len(rest) // 6)) else loose)
+            slipped.append(rest)
     if not slipped:
         return named
     first, last = _census()
-    for words in slipped:
-        for word in words:
-            if word in first or word in last or not _near_glued(word, max(1, len(word) // 6)):
-                return False
-            # beside an exact clinical word, holding one of four letters or more (LIVERIRV),
-            # or one slip from a clinical word of six letters or more (ABDOMLN)
-            named = (
-                named
-                or any(
-                    word[:k] in CLINICAL_VOCABULARY or word[-k:] in CLINICAL_VOCABULARY
-                    for k in range(4, len(word))
-                )
-                or (len(word) >= _LONE_SLIP and any(_near(word, w) for w in _LONG_WORDS))
+    for word in slipped:
+        if word in first or word in last or not _near_glued(word, max(1, len(word) // 6)):
+            return False
+        # beside an exact clinical word, or glued to one of four letters or more with three
+        # letters or more besides (LIVERIRV; not a clinical word and a letter: HANDA, GAINE)
+        named = (
+            named
+            or any(
+                word[:k] in CLINICAL_VOCABULARY or word[-k:] in CLINICAL_VOCABULARY
+                for k in range(4, len(word) - 2)
             )
+            or word in _END_DROPPED
+        )
     return named
 
 
-_LONE_SLIP = 6  # letters a word one slip from a clinical word needs to be a label alone
-_LONG_WORDS = tuple(w for w in CLINICAL_VOCABULARY if len(w) >= _LONE_SLIP)
-# a unit read with one letter wrong right after its number ('1.23 cs', '5 nm')
-_UNITS = ("CM", "MM", "MS", "HZ", "DB", "KV", "MA")
-_UNIT_AFTER_NUMBER = re.compile(r"(?<=\d)(\s?)([A-Z]{2})\b")
+# a centimetre read with its m wrong right after its number ('1.23 cs', '12 cn')
+_CM_SLIP = re.compile(r"(?<=\d)(\s?)C[NSHW]\b")
 
 
 def _unit(match: re.Match[str]) -> str:
-    read = match.group(2)
-    if read in CLINICAL_VOCABULARY:
-        return match.group(0)
-    near = [u for u in _UNITS if sum(a != b for a, b in zip(read, u, strict=True)) == 1]
-    return match.group(1) + near[0] if near else match.group(0)
+    return match.group(1) + "CM"
 
 
-# digits a probe name's number is misread as (C5-i, LIZ-5)
+# digits a probe name's number is misread as (C5-i)
 _AS_DIGIT = str.maketrans({"I": "1", "L": "1", "|": "1", "!": "1", "O": "0", "Z": "2", "S": "5"})
+_PROBE_SLIP = re.compile(r"[CLPSEVT]{1,2}[0-9ILZSO|!]{1,2}-[0-9ILZSO|!]{1,2}")
 
 
 def _probe(text: str) -> bool:
-    """A probe name (C5-1, L12 5), also with letters misread for the digits of its number
-    (at least one of them read as a digit)."""
+    """A probe name (C5-1, L12 5), also written with a hyphen and one letter misread for a
+    digit of its number (C5-i; a first name and a number, LIZ 12 or SOL-12A, is not)."""
     if _PROBE.fullmatch(text):
         return True
-    head = re.match(r"[CLPSEVT]{1,2}", text)
-    if head is None:
+    if not _PROBE_SLIP.fullmatch(text):
         return False
-    number = text[head.end() :]
-    return any(c.isdigit() for c in number) and bool(
-        _PROBE.fullmatch(head.group(0) + number.translate(_AS_DIGIT))
+    head = re.match(r"[CLPSEVT]{1,2}", text)
+    number = text[head.end() :] if head else text
+    slips = sum(not c.isdigit() and c != "-" for c in number)
+    return slips == 1 and bool(
+        _PROBE.fullmatch(text[: len(text) - len(number)] + number.translate(_AS_DIGIT))
     )
 
 
@@ -349,8 +341,8 @@ def _census() -> tuple[frozenset[str], frozenset[str]]:
 
 @lru_cache(maxsize=4096)
 def _near_glued(run: str, slips: int) -> bool:
-    """``run`` is clinical words read without spaces, with at most ``slips`` one-character
-    slips, each in a word of three letters or more that is not a census surname."""
+    """``run`` is clinical words read without spaces, with at most ``slips`` OCR slips
+    (:func:`_slip`), each in a word of three letters or more that is not a census surname."""
     if not run:
         return True
     for k in range(min(len(run), 13), 1, -1):
@@ -361,11 +353,45 @@ def _near_glued(run: str, slips: int) -> bool:
             slips
             and k >= 3
             and head not in _census()[1]
-            and any(_near(head, w) for w in _BY_LENGTH.get(k, ()))
+            and any(_slip(head, w) for w in _BY_LENGTH.get(k, ()))
             and _near_glued(run[k:], slips - 1)
         ):
             return True
     return False
+
+
+# letters (and digits) a recognizer reads for one another: a clinical word misread differs
+# by one of these, where a name one letter from a clinical word (CONOR, COLOR) seldom does
+_CONFUSED = frozenset(
+    frozenset(pair)
+    for pair in (
+        "IJ IL IT I1 JL LT L1 T1 OD OQ OC OG OU DQ CG GS S5 Z2 B8 BR BP RP PF EF FK EL "
+        "HN HW NW MN MW VY UV KX"
+    ).split()
+)
+
+
+_END_DROP = 6  # letters a clinical word needs for its first or last one to go unread
+# a long clinical word with its faint first or last letter unread is a label alone (BDOMEN)
+_END_DROPPED = frozenset(
+    cut for w in CLINICAL_VOCABULARY if len(w) >= _END_DROP + 1 for cut in (w[1:], w[:-1])
+)
+
+
+def _slip(read: str, word: str) -> bool:
+    """``read`` is ``word`` with one OCR slip: a letter read for one it looks like, a letter
+    dropped or added inside the word, or a faint first or last letter dropped from a word
+    of six letters or more (KIDNE, BDOMEN). Never a letter added at an end: a clinical
+    word with a letter before or after is how names look (HANDA, OLIVER, LEVERS)."""
+    if len(read) == len(word):
+        diff = [(a, b) for a, b in zip(read, word, strict=True) if a != b]
+        return len(diff) == 1 and frozenset(diff[0]) in _CONFUSED
+    short, long = (read, word) if len(read) < len(word) else (word, read)
+    if len(long) - len(short) != 1:
+        return False
+    if any(long[:i] + long[i + 1 :] == short for i in range(1, len(long) - 1)):
+        return True
+    return read is short and len(word) >= _END_DROP and short in (long[1:], long[:-1])
 
 
 _BY_LENGTH: dict[int, tuple[str, ...]] = {

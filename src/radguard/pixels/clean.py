@@ -43,7 +43,6 @@ _TOO_SHORT = "too short to identify"
 _UNREAD = "nothing read"
 _SURE = 0.8  # confidence a second reading needs to keep a line as a clinical label
 _ALONG = 1.0  # line heights an identifying line's paint reaches further along its row
-_INSIDE = 0.9  # share of a re-read box inside a kept line that makes it a piece of that line
 _SECOND_LOW = 0.5  # confidence a longer second reading needs to overrule a short label
 
 
@@ -600,10 +599,11 @@ def _reach_along(found: TextFound, kept: list[Box], cols: int, rows: int) -> Tex
 
 
 def _within(box: Box, kept: Box, touched: list[Box]) -> bool:
-    """What paint left of ``box`` lies (all but a sliver) inside ``kept``: a piece of a
-    line already read whole, its unpainted pixels as they were then (the mosaic's detector
-    cuts kept labels into pieces, or takes paint in, and reads them worse); it holds
-    nothing that reading did not see."""
+    """What paint left of ``box`` lies inside ``kept`` but for slivers no glyph fits in (a
+    quarter of the kept line's height): a piece of a line already read whole, its unpainted
+    pixels as they were then (the mosaic's detector cuts kept labels into pieces, or takes
+    paint in, and reads them worse). It holds nothing new to read; what the kept reading
+    itself missed is no business of the re-read (it looks only near paint)."""
     if box.w <= 0 or box.h <= 0:
         return False
     bare = np.ones((box.h, box.w), bool)
@@ -612,13 +612,16 @@ def _within(box: Box, kept: Box, touched: list[Box]) -> bool:
         x1, y1 = min(p.x + p.w - box.x, box.w), min(p.y + p.h - box.y, box.h)
         if x1 > x0 and y1 > y0:
             bare[y0:y1, x0:x1] = False
-    left = int(bare.sum())
-    if left == 0:
+    ys, xs = np.nonzero(bare)
+    if not len(ys):
         return False  # all paint: read as anything else
-    x0, y0 = max(kept.x - box.x, 0), max(kept.y - box.y, 0)
-    x1, y1 = min(kept.x + kept.w - box.x, box.w), min(kept.y + kept.h - box.y, box.h)
-    inside = int(bare[y0:y1, x0:x1].sum()) if x1 > x0 and y1 > y0 else 0
-    return inside >= _INSIDE * left
+    slack = max(2, kept.h // 4)
+    return bool(
+        box.x + xs.min() >= kept.x - slack
+        and box.x + xs.max() < kept.x + kept.w + slack
+        and box.y + ys.min() >= kept.y - slack
+        and box.y + ys.max() < kept.y + kept.h + slack
+    )
 
 
 def _union_all(boxes: list[Box]) -> list[Box]:

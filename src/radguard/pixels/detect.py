@@ -64,6 +64,7 @@ ALNUM = re.compile(r"[A-Za-z0-9]")  # a letter or digit: something was read
 _STALE_PIXELS = 4  # changed ink pixels in a key frame's line box that make it read again...
 _STALE_SHARE = 0.1  # ...and this share of the ink in the box at least
 GLYPH_ROW = 3  # glyph-shaped ink strokes that make a box read as nothing a row of text
+_ROW_GLYPHS = 3  # glyph-shaped pieces in a row that make changing ink text to read
 _BUSY_INK = 0.06  # share of ink pixels above which a frame is also read as shown
 
 
@@ -315,7 +316,7 @@ def _widened(box: Box, cols: int, rows: int) -> Box:
     """``box`` with a third of its height more on the left and right, a tenth above and
     below (clipped to the image)."""
     side, up = max(2, box.h // 3), max(1, box.h // 10)
-    x0, y0 = max(0, box.x - side), max(0, box.y - up)
+    x0, y0 = min(max(0, box.x - side), cols - 1), min(max(0, box.y - up), rows - 1)
     x1, y1 = min(cols, box.x + box.w + side), min(rows, box.y + box.h + up)
     return Box(x0, y0, max(1, x1 - x0), max(1, y1 - y0))
 
@@ -527,6 +528,18 @@ def read_frames(
             lines.extend(line for n, line in enumerate(key_lines) if n not in stale)
             candidates = steady & ~static & _dilate(changed, 3) & strokes
             region = _region_mask(candidates)
+            # ink that changes every frame (a clock that was not in the key frame) is never
+            # steady: where it lines up as a row of glyphs, it is read in this frame
+            # (thin strokes of small text fall apart in the ink: joined again first)
+            moving = _dilate(strokes & ~static & _dilate(changed, 3), 1)
+            fresh = False
+            for box in _glyph_rows(moving):
+                if _inside_any(box, [line.box for line in lines]):
+                    continue
+                region = np.zeros(changed.shape, bool) if region is None else region
+                rows, cols = changed.shape
+                region[_slice(box.grow(max(6, box.h // 2), cols, rows))] = True
+                fresh = True  # read now: a last partial read is no stand-in for it
             if stale:
                 region = np.zeros(changed.shape, bool) if region is None else region
                 rows, cols = changed.shape
@@ -535,7 +548,12 @@ def read_frames(
                     region[_slice(box.grow(max(6, box.h // 2), cols, rows))] = True
             if region is None:
                 stats.reused += 1
-            elif not stale and last is not None and _similar(last, region, candidates, grey[k]):
+            elif (
+                not stale
+                and not fresh
+                and last is not None
+                and _similar(last, region, candidates, grey[k])
+            ):
                 lines.extend(last[3])
                 stats.reused += 1
             else:
@@ -650,6 +668,47 @@ def _region_mask(mask: NDArray[np.bool_], min_pixels: int = 12) -> NDArray[np.bo
         b = Box(x, y, w, h).grow(6, cols, rows)
         region[b.y : b.y + b.h, b.x : b.x + b.w] = True
     return region if region.any() else None
+
+
+def _glyph_rows(mask: NDArray[np.bool_], least: int = _ROW_GLYPHS) -> list[Box]:
+    """Boxes of rows of ``least`` or more glyph-shaped pieces of ``mask`` (5-64 px high, not
+    much wider than high) of one height on one baseline, each within a height and a half of
+    the next: text, where speckle and moving edges seldom line up so."""
+    import cv2
+
+    if not mask.any():
+        return []
+    _, _, table, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    x, y, w, h, area = (table[1:, k].astype(np.int64) for k in range(5))
+    shaped = (h >= 5) & (h <= 64) & (w <= 2 * h + 2) & (area >= np.maximum(4, h))
+    if int(shaped.sum()) < least:
+        return []
+    x, y, w, h = x[shaped], y[shaped], w[shaped], h[shaped]
+    bottom, size = y + h, np.maximum(h, 1)
+    gap = np.maximum(x[None, :] - (x + w)[:, None], x[:, None] - (x + w)[None, :])
+    near = (
+        (np.abs(h[:, None] - h[None, :]) <= 0.35 * size[:, None])
+        & (np.abs(bottom[:, None] - bottom[None, :]) <= 0.25 * size[:, None])
+        & (gap <= 1.5 * size[:, None])
+    )
+    near &= near.T
+    boxes = []
+    for members in _chains(near):
+        if len(members) < least:
+            continue
+        x0, y0 = int(x[members].min()), int(y[members].min())
+        x1, y1 = int((x + w)[members].max()), int(bottom[members].max())
+        boxes.append(Box(x0, y0, x1 - x0, y1 - y0))
+    return boxes
+
+
+def _chains(near: NDArray[np.bool_]) -> list[NDArray[np.int64]]:
+    """The connected groups of a symmetric adjacency matrix (indices per group)."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    _, labels = connected_components(csr_matrix(near), directed=False)
+    return [np.nonzero(labels == k)[0] for k in range(int(labels.max()) + 1)]
 
 
 _Partial = tuple[NDArray[np.bool_], NDArray[np.bool_], NDArray[np.uint8], list[Line]]
