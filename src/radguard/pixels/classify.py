@@ -340,23 +340,25 @@ def _census() -> tuple[frozenset[str], frozenset[str]]:
 
 
 @lru_cache(maxsize=4096)
-def _near_glued(run: str, slips: int) -> bool:
-    """``run`` is clinical words read without spaces, with at most ``slips`` OCR slips
-    (:func:`_slip`), each in a word of three letters or more that is not a census surname."""
+def _near_glued(run: str, slips: int, long: bool = False, first: bool = True) -> bool:
+    """``run`` is a clinical word, or clinical words read without spaces one of which has
+    four letters or more, with at most ``slips`` OCR slips (:func:`_slip`), each in a word
+    of three letters or more that is not a census surname (``long``: a word of four letters
+    or more was seen already; ``first``: nothing of the run was taken yet)."""
     if not run:
-        return True
+        return long
     for k in range(min(len(run), 13), 1, -1):
-        head = run[:k]
-        if head in CLINICAL_VOCABULARY and _near_glued(run[k:], slips):
-            return True
-        if (
-            slips
-            and k >= 3
-            and head not in _census()[1]
-            and any(_slip(head, w) for w in _BY_LENGTH.get(k, ()))
-            and _near_glued(run[k:], slips - 1)
+        head, rest = run[:k], run[k:]
+        whole = first and not rest  # the run is one word: no length asked of it
+        if head in CLINICAL_VOCABULARY and _near_glued(
+            rest, slips, long or whole or k >= _LONG, False
         ):
             return True
+        if slips and k >= 3 and head not in _census()[1]:
+            words = [w for w in _BY_LENGTH.get(k, ()) if _slip(head, w)]
+            longer = long or whole or any(len(w) >= _LONG for w in words)
+            if words and _near_glued(rest, slips - 1, longer, False):
+                return True
     return False
 
 
@@ -400,11 +402,16 @@ _BY_LENGTH: dict[int, tuple[str, ...]] = {
 }
 
 
+_LONG = 4  # letters of the longest word a run of glued clinical words needs at least
+
+
 @lru_cache(maxsize=4096)
-def _glued(run: str) -> bool:
-    """``run`` is clinical words written (or read) without spaces: LIVERTRV, FPSHZ."""
+def _glued(run: str, long: bool = False) -> bool:
+    """``run`` is clinical words written (or read) without spaces, one of them four letters
+    or more: LIVERTRV, LTKIDNEY (not short words glued into a name: ANT+IM, MA+TIC)."""
     if not run:
-        return True
+        return long
     return any(
-        run[:k] in CLINICAL_VOCABULARY and _glued(run[k:]) for k in range(min(len(run), 12), 1, -1)
+        run[:k] in CLINICAL_VOCABULARY and _glued(run[k:], long or k >= _LONG)
+        for k in range(min(len(run), 12), 1, -1)
     )
