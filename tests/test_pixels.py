@@ -126,11 +126,12 @@ def test_identifiers_read_in_pieces_are_never_clinical_labels() -> None:
         "LT CONOR", "LIVER LIAM", "LIAM HANDA", "CONOR GAINE", "LT MADS JORGEN", "BARING",
         "L PORTAS", "10 32 AM", "10.32 PM", "9AM", "LT 10 PM", "45 MO", "5 MR", "LIZ 12",
         "TESS-1", "LEO 5", "SOL-12A", "OLIVER", "ABID ANTIM", "MATIC", "LT ANIMA", "ATTICUS",
-        "LT MARTIM",
+        "LT MARTIM", "DR LLEN", "DR HEPATI", "AUG 12 LT", "PASCALE", "PERSIS DELAYE",
+        "LIVER DELAYE", "LT AUNT",
     ]  # fmt: skip
     misread = [
         "RI GHT KIDNEY LONG", "RISHTKIDNEY LONG", "LIVERIRV", "MI 1.1 iIS 0.4", "L12 5",
-        "D1 1.23 cs", "12 cn", "C5-i", "LTKIDNEY", "KIDNEYLONG", "RIGHT KIDNE LONG",
+        "D1 1.23 cs", "12 cn", "C5-i", "LTKIDNEY", "KIDNEYLONG", "PIGHT KIDNEY LONG", "BDOMEN",
     ]  # fmt: skip
     for text in misread:
         assert classifier.decide(text).verdict is Verdict.CLINICAL, text

@@ -14,6 +14,7 @@ matches a policy ``keep`` pattern. Anything else is ``unknown`` and follows the 
 from __future__ import annotations
 
 import enum
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -279,10 +280,19 @@ def _all_clinical(text: str) -> bool:
     slipped: list[str] = []
     for group in re.findall(r"[A-Z]+(?:\s+[A-Z]+)*", upper):
         runs = group.split()
-        exact = [r for r in runs if len(r) == 1 or r in CLINICAL_VOCABULARY or _glued(r)]
-        named = named or any(len(r) > 1 for r in exact)
+        first, last = _census()
+        exact = [
+            r
+            for r in runs
+            if len(r) == 1
+            or r in CLINICAL_VOCABULARY
+            or (_glued(r) and r not in first and r not in last)  # PA+SCALE is a name
+        ]
+        # a title-like word (DR: dynamic range, or Doctor) names nothing clinical alone
+        named = named or any(len(r) > 1 and r not in _TITLES for r in exact)
         rest = "".join(r for r in runs if r not in exact)
-        if rest and (_glued(rest) or _glued("".join(runs))):
+        glued = _glued(rest) and rest not in first and rest not in last
+        if rest and (glued or _fewest("".join(runs)) < len(runs)):
             named = True
         elif rest:
             slipped.append(rest)
@@ -290,18 +300,16 @@ def _all_clinical(text: str) -> bool:
         return named
     first, last = _census()
     for word in slipped:
-        if word in first or word in last or not _near_glued(word, max(1, len(word) // 6)):
+        if (
+            word in first
+            or word in last
+            or word in _MONTHS
+            or not _near_glued(word, max(1, len(word) // 6))
+        ):
             return False
         # beside an exact clinical word, or glued to one of four letters or more with three
         # letters or more besides (LIVERIRV; not a clinical word and a letter: HANDA, GAINE)
-        named = (
-            named
-            or any(
-                word[:k] in CLINICAL_VOCABULARY or word[-k:] in CLINICAL_VOCABULARY
-                for k in range(4, len(word) - 2)
-            )
-            or word in _END_DROPPED
-        )
+        named = named or _anchored(word, max(1, len(word) // 6)) or word in _END_DROPPED
     return named
 
 
@@ -374,26 +382,26 @@ _CONFUSED = frozenset(
 
 
 _END_DROP = 6  # letters a clinical word needs for its first or last one to go unread
-# a long clinical word with its faint first or last letter unread is a label alone (BDOMEN)
-_END_DROPPED = frozenset(
-    cut for w in CLINICAL_VOCABULARY if len(w) >= _END_DROP + 1 for cut in (w[1:], w[:-1])
-)
+# a long clinical word with its faint first letter unread is a label alone (BDOMEN; the
+# word without its last letter is too often a name: PERSIS, DELAYE)
+_END_DROPPED = frozenset(w[1:] for w in CLINICAL_VOCABULARY if len(w) >= _END_DROP + 1)
 
 
 def _slip(read: str, word: str) -> bool:
     """``read`` is ``word`` with one OCR slip: a letter read for one it looks like, a letter
-    dropped or added inside the word, or a faint first or last letter dropped from a word
-    of six letters or more (KIDNE, BDOMEN). Never a letter added at an end: a clinical
-    word with a letter before or after is how names look (HANDA, OLIVER, LEVERS)."""
+    dropped or added inside a word of four letters or more, or a faint first letter dropped
+    from a word of six letters or more (BDOMEN). Never a letter added at an end, nor the last
+    one dropped: a clinical word with a letter more or less at its end is how names look
+    (HANDA, OLIVER, LEVERS; DELAYE, PERSIS)."""
     if len(read) == len(word):
         diff = [(a, b) for a, b in zip(read, word, strict=True) if a != b]
         return len(diff) == 1 and frozenset(diff[0]) in _CONFUSED
     short, long = (read, word) if len(read) < len(word) else (word, read)
-    if len(long) - len(short) != 1:
-        return False
+    if len(long) - len(short) != 1 or len(word) < _LONG:
+        return False  # a three-letter word with a letter more or less is anything (AUNT)
     if any(long[:i] + long[i + 1 :] == short for i in range(1, len(long) - 1)):
         return True
-    return read is short and len(word) >= _END_DROP and short in (long[1:], long[:-1])
+    return read is short and len(word) >= _END_DROP and short == long[1:]
 
 
 _BY_LENGTH: dict[int, tuple[str, ...]] = {
@@ -403,6 +411,44 @@ _BY_LENGTH: dict[int, tuple[str, ...]] = {
 
 
 _LONG = 4  # letters of the longest word a run of glued clinical words needs at least
+
+
+def _anchored(word: str, slips: int) -> bool:
+    """``word`` is an exact clinical word of four letters or more glued to three letters or
+    more of clinical words read with ``slips`` slips (LIVER + IRV), not merely starting or
+    ending with one (PERS + ISDELAYE)."""
+    for k in range(_LONG, len(word) - 2):
+        head, tail = word[:k], word[-k:]
+        if head in CLINICAL_VOCABULARY and _near_glued(word[k:], slips, True, False):
+            return True
+        if tail in CLINICAL_VOCABULARY and _near_glued(word[:-k], slips, True, False):
+            return True
+    return False
+
+
+_TITLES = frozenset({"DR", "MS"})  # clinical words that also stand before a person's name
+_MONTHS = frozenset(
+    "JAN FEB MAR APR MAY JUN JUL AUG SEP SEPT OCT NOV DEC JANUARY FEBRUARY MARCH APRIL JUNE "
+    "JULY AUGUST SEPTEMBER OCTOBER NOVEMBER DECEMBER".split()
+)
+
+
+@lru_cache(maxsize=4096)
+def _fewest(run: str, long: bool = False) -> float:
+    """The fewest clinical words ``run`` is glued from (one of four letters or more), or
+    infinity. Words read apart are judged joined only when that takes fewer words than
+    there were spaces to split them: a stray space (RI GHT), not a name after a label
+    (LIVER ANTIM is LIVER ANT IM)."""
+    if not run:
+        return 0.0 if long else math.inf
+    return min(
+        (
+            1 + _fewest(run[k:], long or k >= _LONG)
+            for k in range(min(len(run), 12), 1, -1)
+            if run[:k] in CLINICAL_VOCABULARY
+        ),
+        default=math.inf,
+    )
 
 
 @lru_cache(maxsize=4096)

@@ -9,6 +9,7 @@ In Annotation set to NO and the Clean Pixel Data code (113101) recorded.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -42,6 +43,8 @@ _WIDE = 4.0  # a box this many heights wide has room for a word: unreadable ther
 _TOO_SHORT = "too short to identify"
 _UNREAD = "nothing read"
 _SURE = 0.8  # confidence a second reading needs to keep a line as a clinical label
+_JOINED_MARK = re.compile(r"\s*([:/.\-])\s*")  # a clock's or date's mark with the spaces of a cut
+_SLIVER = 3  # pixels a re-read piece may reach out of a kept line and still be part of it
 _ALONG = 1.0  # line heights an identifying line's paint reaches further along its row
 _SECOND_LOW = 0.5  # confidence a longer second reading needs to overrule a short label
 
@@ -195,6 +198,9 @@ class PixelCleaner:
                 continue
             text = " ".join(f.text for f in row if f.text)
             decision = classifier.decide(text)
+            if decision.verdict is not Verdict.IDENTIFYING:
+                # pieces of a clock or a date read apart ('10' ':32'): joined at the mark
+                decision = classifier.decide(_JOINED_MARK.sub(r"\1", text))
             if decision.verdict is not Verdict.IDENTIFYING:
                 continue
             # a clinical label that happens to share the row keeps its pixels; a letter or
@@ -589,8 +595,9 @@ def _reach_along(found: TextFound, kept: list[Box], cols: int, rows: int) -> Tex
     side = max(2, int(_ALONG * box.h))
     x0, x1 = max(0, box.x - side), min(cols, box.x + box.w + side)
     for other in kept:
-        if min(other.y + other.h, box.y + box.h) <= max(other.y, box.y):
-            continue  # not on this row
+        shared = min(other.y + other.h, box.y + box.h) - max(other.y, box.y)
+        if shared < 0.5 * min(other.h, box.h):
+            continue  # not on this row (a line above or below touching it)
         if other.x + other.w <= box.x:
             x0 = max(x0, min(other.x + other.w, box.x))
         elif other.x >= box.x + box.w:
@@ -599,8 +606,8 @@ def _reach_along(found: TextFound, kept: list[Box], cols: int, rows: int) -> Tex
 
 
 def _within(box: Box, kept: Box, touched: list[Box]) -> bool:
-    """What paint left of ``box`` lies inside ``kept`` but for slivers no glyph fits in (a
-    quarter of the kept line's height): a piece of a line already read whole, its unpainted
+    """What paint left of ``box`` lies inside ``kept`` but for slivers no glyph fits in
+    (``_SLIVER`` pixels): a piece of a line already read whole, its unpainted
     pixels as they were then (the mosaic's detector cuts kept labels into pieces, or takes
     paint in, and reads them worse). It holds nothing new to read; what the kept reading
     itself missed is no business of the re-read (it looks only near paint)."""
@@ -615,7 +622,7 @@ def _within(box: Box, kept: Box, touched: list[Box]) -> bool:
     ys, xs = np.nonzero(bare)
     if not len(ys):
         return False  # all paint: read as anything else
-    slack = max(2, kept.h // 4)
+    slack = _SLIVER
     return bool(
         box.x + xs.min() >= kept.x - slack
         and box.x + xs.max() < kept.x + kept.w + slack

@@ -65,6 +65,8 @@ _STALE_PIXELS = 4  # changed ink pixels in a key frame's line box that make it r
 _STALE_SHARE = 0.1  # ...and this share of the ink in the box at least
 GLYPH_ROW = 3  # glyph-shaped ink strokes that make a box read as nothing a row of text
 _ROW_GLYPHS = 3  # glyph-shaped pieces in a row that make changing ink text to read
+_MAX_ROWS = 12  # rows of changing glyphs beyond which a frame is read in full...
+_MAX_PAIRS = 2_000_000  # ...as when its changing ink holds this many candidate pairs
 _BUSY_INK = 0.06  # share of ink pixels above which a frame is also read as shown
 
 
@@ -532,8 +534,15 @@ def read_frames(
             # steady: where it lines up as a row of glyphs, it is read in this frame
             # (thin strokes of small text fall apart in the ink: joined again first)
             moving = _dilate(strokes & ~static & _dilate(changed, 3), 1)
+            rows_found = _glyph_rows(moving)
+            if rows_found is None or len(rows_found) > _MAX_ROWS:
+                # changing ink too busy to single text out: this frame becomes a key frame
+                key_index, key_lines = k, read_frame(engine, frames[k], passes, stats, doubt=doubt)
+                stats.full += 1
+                results[k] = _dedupe([*static_lines, *key_lines])
+                continue
             fresh = False
-            for box in _glyph_rows(moving):
+            for box in rows_found:
                 if _inside_any(box, [line.box for line in lines]):
                     continue
                 region = np.zeros(changed.shape, bool) if region is None else region
@@ -670,45 +679,58 @@ def _region_mask(mask: NDArray[np.bool_], min_pixels: int = 12) -> NDArray[np.bo
     return region if region.any() else None
 
 
-def _glyph_rows(mask: NDArray[np.bool_], least: int = _ROW_GLYPHS) -> list[Box]:
+def _glyph_rows(mask: NDArray[np.bool_], least: int = _ROW_GLYPHS) -> list[Box] | None:
     """Boxes of rows of ``least`` or more glyph-shaped pieces of ``mask`` (5-64 px high, not
     much wider than high) of one height on one baseline, each within a height and a half of
-    the next: text, where speckle and moving edges seldom line up so."""
+    the next: text, where speckle and moving edges seldom line up so. None when the mask is
+    too busy to tell (noise everywhere): the caller reads the frame in full."""
     import cv2
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
     if not mask.any():
         return []
     _, _, table, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     x, y, w, h, area = (table[1:, k].astype(np.int64) for k in range(5))
     shaped = (h >= 5) & (h <= 64) & (w <= 2 * h + 2) & (area >= np.maximum(4, h))
-    if int(shaped.sum()) < least:
+    n = int(shaped.sum())
+    if n < least:
         return []
     x, y, w, h = x[shaped], y[shaped], w[shaped], h[shaped]
-    bottom, size = y + h, np.maximum(h, 1)
-    gap = np.maximum(x[None, :] - (x + w)[:, None], x[:, None] - (x + w)[None, :])
+    bottom = y + h
+    # candidate pairs: pieces whose baselines lie within a quarter height (sorted windows,
+    # not an n x n matrix: a noisy 2048 x 2048 frame has tens of thousands of pieces)
+    order = np.argsort(bottom, kind="stable")
+    ranked = bottom[order]
+    reach = np.maximum(1, h // 4)
+    lo = np.searchsorted(ranked, bottom - reach, side="left")
+    hi = np.searchsorted(ranked, bottom + reach, side="right")
+    counts = hi - lo
+    total = int(counts.sum())
+    if total > _MAX_PAIRS:
+        return None
+    first = np.repeat(np.arange(n), counts)
+    second = order[np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(total)]
+    size_a, size_b = h[first], h[second]
+    gap = np.maximum(x[second] - (x + w)[first], x[first] - (x + w)[second])
     near = (
-        (np.abs(h[:, None] - h[None, :]) <= 0.35 * size[:, None])
-        & (np.abs(bottom[:, None] - bottom[None, :]) <= 0.25 * size[:, None])
-        & (gap <= 1.5 * size[:, None])
+        (first != second)
+        & (np.abs(size_a - size_b) <= 0.35 * np.minimum(size_a, size_b))
+        & (np.abs(bottom[first] - bottom[second]) <= 0.25 * np.minimum(size_a, size_b))
+        & (gap <= 1.5 * np.minimum(size_a, size_b))
     )
-    near &= near.T
+    graph = coo_matrix(
+        (np.ones(int(near.sum()), np.int8), (first[near], second[near])), shape=(n, n)
+    )
+    _, labels = connected_components(graph, directed=False)
+    sizes = np.bincount(labels)
     boxes = []
-    for members in _chains(near):
-        if len(members) < least:
-            continue
+    for label in np.nonzero(sizes >= least)[0]:
+        members = labels == label
         x0, y0 = int(x[members].min()), int(y[members].min())
         x1, y1 = int((x + w)[members].max()), int(bottom[members].max())
         boxes.append(Box(x0, y0, x1 - x0, y1 - y0))
     return boxes
-
-
-def _chains(near: NDArray[np.bool_]) -> list[NDArray[np.int64]]:
-    """The connected groups of a symmetric adjacency matrix (indices per group)."""
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    _, labels = connected_components(csr_matrix(near), directed=False)
-    return [np.nonzero(labels == k)[0] for k in range(int(labels.max()) + 1)]
 
 
 _Partial = tuple[NDArray[np.bool_], NDArray[np.bool_], NDArray[np.uint8], list[Line]]
