@@ -624,3 +624,29 @@ def test_cine_key_lines_stay_in_frames_where_a_little_changed(text: str) -> None
             and line.box.x + line.box.w + margin >= 20 + shift + 170
             for line in lines[f]
         ), f"frame {f}: {[line.box for line in lines[f]]}"
+
+
+def test_glyph_rows_of_changing_ink() -> None:
+    """Rows of three or more glyph-shaped pieces on one baseline are found; two pieces, or
+    pieces out of line, are not; a mask of noise everywhere is too busy to tell (None) or
+    yields many rows, and either way the frame is read in full by the caller."""
+    import cv2
+
+    from radguard.pixels.detect import _MAX_ROWS, _glyph_rows
+
+    mask = np.zeros((200, 300), bool)
+    for x in (20, 32, 44, 56):  # a row of four 8x12 glyphs
+        mask[100:112, x : x + 8] = True
+    assert _glyph_rows(mask) == [Box(20, 100, 44, 12)]
+    two = np.zeros((200, 300), bool)
+    two[100:112, 20:28] = two[100:112, 32:40] = True
+    assert _glyph_rows(two) == []
+    stairs = np.zeros((200, 300), bool)
+    for k, x in enumerate((20, 32, 44)):
+        stairs[40 + 30 * k : 52 + 30 * k, x : x + 8] = True
+    assert _glyph_rows(stairs) == []
+    # sparse noise, thickened as the caller thickens ink: blobs line up by chance
+    noise = np.random.default_rng(0).random((1024, 1024)) > 0.97
+    noise = np.asarray(cv2.dilate(noise.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
+    rows = _glyph_rows(noise)
+    assert rows is None or len(rows) > _MAX_ROWS
