@@ -578,6 +578,17 @@ def test_second_readings_fail_closed(cleaner: PixelCleaner) -> None:
     assert cleaner._decide(0, speckle, named) is None  # nothing read surely: no text
 
 
+def test_clock_read_in_pieces_is_painted_whole(cleaner: PixelCleaner) -> None:
+    """A clock read as two short pieces ('10' and ':32', each too short to identify alone)
+    is a clock once joined at its mark: both pieces are painted."""
+    pieces = [Line(Box(100, 40, 22, 16), "10", 0.9, 2), Line(Box(124, 40, 30, 16), ":32", 0.9, 2)]
+    found = cleaner._judge(0, pieces, Classifier([]), (512, 512))
+    painted = [f for f in found if f.redacted]
+    assert painted and painted[0].verdict is Verdict.IDENTIFYING
+    box = painted[0].box
+    assert box.x <= 100 and box.x + box.w >= 154
+
+
 class _RowEngine:
     """A stand-in engine for the cine logic alone: one box around the bright pixels, read as
     ``text`` (what a real engine reads is not the point here)."""
