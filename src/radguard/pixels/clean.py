@@ -169,8 +169,8 @@ class PixelCleaner:
         """Every line decided, then rows of pieces. Boxes dropped as no text (nothing read)
         still join rows: when the row identifies they are painted with it (the detector may
         cut a line where it crosses anatomy; the rest of it reads as nothing). Identifying
-        lines are painted half a line height further each way along their row (``size``:
-        the frame's columns and rows)."""
+        lines are painted a line height further each way along their row, short of kept
+        lines there (``size``: the frame's columns and rows)."""
         items: list[TextFound] = []
         unread: list[TextFound] = []
         for line in lines:
@@ -433,7 +433,7 @@ class PixelCleaner:
     ) -> list[Line]:
         """Detect on the crops stacked with black gaps (enlarged as their frame was on the
         first read), map boxes back, read the new ones (a box in the place of a kept line,
-        or inside one where no paint ever went, keeps that line's reading)."""
+        or whose unpainted part lies inside one, keeps that line's reading)."""
         gap = 24
         width = max(c.shape[1] for c in crops)
         height = sum(c.shape[0] for c in crops) + gap * (len(crops) - 1)
@@ -622,12 +622,11 @@ def _within(box: Box, kept: Box, touched: list[Box]) -> bool:
     ys, xs = np.nonzero(bare)
     if not len(ys):
         return False  # all paint: read as anything else
-    slack = _SLIVER
     return bool(
-        box.x + xs.min() >= kept.x - slack
-        and box.x + xs.max() < kept.x + kept.w + slack
-        and box.y + ys.min() >= kept.y - slack
-        and box.y + ys.max() < kept.y + kept.h + slack
+        box.x + xs.min() >= kept.x - _SLIVER
+        and box.x + xs.max() < kept.x + kept.w + _SLIVER
+        and box.y + ys.min() >= kept.y - _SLIVER
+        and box.y + ys.max() < kept.y + kept.h + _SLIVER
     )
 
 
