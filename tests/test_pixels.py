@@ -132,9 +132,12 @@ def test_identifiers_read_in_pieces_are_never_clinical_labels() -> None:
     misread = [
         "RI GHT KIDNEY LONG", "RISHTKIDNEY LONG", "LIVERIRV", "MI 1.1 iIS 0.4", "L12 5",
         "D1 1.23 cs", "12 cn", "C5-i", "LTKIDNEY", "KIDNEYLONG", "PIGHT KIDNEY LONG", "BDOMEN",
+        "CS-1",
     ]  # fmt: skip
     for text in misread:
         assert classifier.decide(text).verdict is Verdict.CLINICAL, text
+    # a hostile run of clinical words without spaces is no label (and no crash)
+    assert classifier.decide("LTRT" * 150 + "X").verdict is Verdict.UNKNOWN
 
 
 def test_triage_rule() -> None:
@@ -326,6 +329,8 @@ def test_identifying_paint_reaches_along_its_row_short_of_kept_labels() -> None:
     assert _reach_along(line, [], 310, 512).box == Box(80, 50, 230, 20)  # the frame's edge
     label = Box(305, 48, 30, 22)  # a kept label on the row, right after the line
     assert _reach_along(line, [label, Box(0, 200, 99, 20)], 512, 512).box == Box(80, 50, 225, 20)
+    inside = Box(280, 50, 40, 20)  # a kept label overlapping the line's right end
+    assert _reach_along(line, [inside], 512, 512).box == Box(80, 50, 220, 20)
 
 
 def test_pieces_inside_a_kept_line_need_pixels_paint_left_alone() -> None:

@@ -273,6 +273,8 @@ def _all_clinical(text: str) -> bool:
     if any(len(w) > 3 for w in whole) or any(len(f) > 2 for f in fraction):
         return False
     compact = re.sub(r"\s+", "", upper)
+    if len(compact) > _LONGEST_LABEL:
+        return False  # no overlay label is this long (and the word search recurses per word)
     if _probe(upper.strip()) or re.fullmatch(r"[A-Z]", compact):
         return True
     upper = _CM_SLIP.sub(_unit, upper)
@@ -333,12 +335,14 @@ def _probe(text: str) -> bool:
         return True
     if not _PROBE_SLIP.fullmatch(text):
         return False
-    head = re.match(r"[CLPSEVT]{1,2}", text)
-    number = text[head.end() :] if head else text
-    slips = sum(not c.isdigit() and c != "-" for c in number)
-    return slips == 1 and bool(
-        _PROBE.fullmatch(text[: len(text) - len(number)] + number.translate(_AS_DIGIT))
-    )
+    for cut in (1, 2):  # the letters: C5 read as CS leaves 'CS' a possible head
+        head, number = text[:cut], text[cut:]
+        if not re.fullmatch(r"[CLPSEVT]+", head):
+            continue
+        slips = sum(not c.isdigit() and c != "-" for c in number)
+        if slips == 1 and _PROBE.fullmatch(head + number.translate(_AS_DIGIT)):
+            return True
+    return False
 
 
 def _census() -> tuple[frozenset[str], frozenset[str]]:
@@ -411,6 +415,7 @@ _BY_LENGTH: dict[int, tuple[str, ...]] = {
 
 
 _LONG = 4  # letters of the longest word a run of glued clinical words needs at least
+_LONGEST_LABEL = 120  # characters (spaces aside) beyond which a line is no clinical label
 
 
 def _anchored(word: str, slips: int) -> bool:

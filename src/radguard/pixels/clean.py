@@ -602,6 +602,11 @@ def _reach_along(found: TextFound, kept: list[Box], cols: int, rows: int) -> Tex
             x0 = max(x0, min(other.x + other.w, box.x))
         elif other.x >= box.x + box.w:
             x1 = min(x1, max(other.x, box.x + box.w))
+        else:  # a kept line overlapping this one: no reach toward the side it lies on
+            if other.x < box.x:
+                x0 = max(x0, box.x)
+            if other.x + other.w > box.x + box.w:
+                x1 = min(x1, box.x + box.w)
     return replace(found, box=Box(x0, box.y, max(1, x1 - x0), box.h))
 
 
