@@ -277,12 +277,12 @@ def _all_clinical(text: str) -> bool:
         return False  # no overlay label is this long (and the word search recurses per word)
     if _probe(upper.strip()) or re.fullmatch(r"[A-Z]", compact):
         return True
-    upper = _CM_SLIP.sub(_unit, upper)
+    upper = _CM_SLIP.sub(r"\1CM", upper)
+    first, last = _census()
     named = False
     slipped: list[str] = []
     for group in re.findall(r"[A-Z]+(?:\s+[A-Z]+)*", upper):
         runs = group.split()
-        first, last = _census()
         exact = [
             r
             for r in runs
@@ -300,7 +300,6 @@ def _all_clinical(text: str) -> bool:
             slipped.append(rest)
     if not slipped:
         return named
-    first, last = _census()
     for word in slipped:
         if (
             word in first
@@ -317,10 +316,6 @@ def _all_clinical(text: str) -> bool:
 
 # a centimetre read with its m wrong right after its number ('1.23 cs', '12 cn')
 _CM_SLIP = re.compile(r"(?<=\d)(\s?)C[NSHW]\b")
-
-
-def _unit(match: re.Match[str]) -> str:
-    return match.group(1) + "CM"
 
 
 # digits a probe name's number is misread as (C5-i)
@@ -456,13 +451,7 @@ def _fewest(run: str, long: bool = False) -> float:
     )
 
 
-@lru_cache(maxsize=4096)
-def _glued(run: str, long: bool = False) -> bool:
+def _glued(run: str) -> bool:
     """``run`` is clinical words written (or read) without spaces, one of them four letters
     or more: LIVERTRV, LTKIDNEY (not short words glued into a name: ANT+IM, MA+TIC)."""
-    if not run:
-        return long
-    return any(
-        run[:k] in CLINICAL_VOCABULARY and _glued(run[k:], long or k >= _LONG)
-        for k in range(min(len(run), 12), 1, -1)
-    )
+    return _fewest(run) < math.inf
