@@ -334,7 +334,11 @@ def test_identifying_paint_reaches_along_its_row_short_of_kept_labels() -> None:
 
 
 def test_pieces_inside_a_kept_line_need_pixels_paint_left_alone() -> None:
-    from radguard.pixels.clean import _within
+    from radguard.pixels.clean import _unpainted
+    from radguard.pixels.clean import _within as within_bare
+
+    def _within(box: Box, kept: Box, touched: list[Box]) -> bool:
+        return within_bare(_unpainted(box, touched), kept)
 
     kept = Box(100, 100, 120, 20)
     assert _within(Box(150, 102, 40, 14), kept, [])

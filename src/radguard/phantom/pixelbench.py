@@ -306,6 +306,33 @@ def text_free(seed: int, count: int, size: int = 512) -> Iterator[BenchImage]:
         yield BenchImage(f"free{index:04d}", ds, [])
 
 
+def _cine_line(
+    frame: int,
+    x: int,
+    y: int,
+    mask: NDArray[np.bool_],
+    text: str,
+    identifying: bool,
+    font: Font,
+    contrast: float,
+) -> BurnedLine:
+    """The answer-key record of one grey line burned into a cine (frame -1: every frame)."""
+    return BurnedLine(
+        frame,
+        x,
+        y,
+        mask.shape[1],
+        mask.shape[0],
+        text,
+        identifying,
+        font.name,
+        font.size,
+        cap_height(font),
+        contrast,
+        "grey",
+    )
+
+
 def cine(
     seed: int,
     frames: int = 100,
@@ -332,22 +359,7 @@ def cine(
             mask = text_mask(text, font)
             image[y : y + mask.shape[0], 6 : 6 + mask.shape[1]][mask] = 255
             if f == 0:
-                lines.append(
-                    BurnedLine(
-                        -1,
-                        6,
-                        y,
-                        mask.shape[1],
-                        mask.shape[0],
-                        text,
-                        True,
-                        font.name,
-                        font.size,
-                        cap_height(font),
-                        1.0,
-                        "grey",
-                    )
-                )
+                lines.append(_cine_line(-1, 6, y, mask, text, True, font, 1.0))
             y += mask.shape[0] + 4
         now = clock_base + f // tick
         clock = f"{now // 3600:02d}:{now // 60 % 60:02d}:{now % 60:02d}"
@@ -355,43 +367,13 @@ def cine(
         cx, cy = cols - mask.shape[1] - 8, rows - mask.shape[0] - 8
         if f >= clock_from:
             image[cy : cy + mask.shape[0], cx : cx + mask.shape[1]][mask] = 255
-            lines.append(
-                BurnedLine(
-                    f,
-                    cx,
-                    cy,
-                    mask.shape[1],
-                    mask.shape[0],
-                    clock,
-                    True,
-                    font.name,
-                    font.size,
-                    cap_height(font),
-                    1.0,
-                    "grey",
-                )
-            )
+            lines.append(_cine_line(f, cx, cy, mask, clock, True, font, 1.0))
         ly = rows // 2
         for text in ("C5-1", "ABDOMEN", "12 cm"):
             mask = text_mask(text, label_font)
             image[ly : ly + mask.shape[0], 8 : 8 + mask.shape[1]][mask] = 230
             if f == 0:
-                lines.append(
-                    BurnedLine(
-                        -1,
-                        8,
-                        ly,
-                        mask.shape[1],
-                        mask.shape[0],
-                        text,
-                        False,
-                        label_font.name,
-                        label_font.size,
-                        cap_height(label_font),
-                        0.9,
-                        "grey",
-                    )
-                )
+                lines.append(_cine_line(-1, 8, ly, mask, text, False, label_font, 0.9))
             ly += mask.shape[0] + 10
         stack[f] = image
     _finish(ds, stack, seed, "cine", frames)

@@ -459,12 +459,9 @@ class PixelCleaner:
         lines: list[Line] = []
         unread: list[tuple[Box, Box]] = []
         for work_box, in_frame in placed:
+            bare = _unpainted(in_frame, touched) if kept else None
             same = next(
-                (
-                    f
-                    for f in kept
-                    if _same_place(f.box, in_frame, paint) or _within(in_frame, f.box, touched)
-                ),
+                (f for f in kept if _same_place(f.box, in_frame, paint) or _within(bare, f.box)),
                 None,
             )
             if same is not None:
@@ -592,8 +589,8 @@ def _reach_along(found: TextFound, kept: list[Box], cols: int, rows: int) -> Tex
     speckle the detector often stops a character or two short ('Aug-2024' of
     '04-Aug-2024'), and neither that piece nor the box's edge reads as anything alone."""
     box = found.box
-    side = max(2, int(_ALONG * box.h))
-    x0, x1 = max(0, box.x - side), min(cols, box.x + box.w + side)
+    reach = box.grow(max(2, int(_ALONG * box.h)), cols, rows, vertical=0)
+    x0, x1 = reach.x, reach.x + reach.w
     for other in kept:
         shared = min(other.y + other.h, box.y + box.h) - max(other.y, box.y)
         if shared < 0.5 * min(other.h, box.h):
@@ -610,14 +607,10 @@ def _reach_along(found: TextFound, kept: list[Box], cols: int, rows: int) -> Tex
     return replace(found, box=Box(x0, box.y, max(1, x1 - x0), box.h))
 
 
-def _within(box: Box, kept: Box, touched: list[Box]) -> bool:
-    """What paint left of ``box`` lies inside ``kept`` but for slivers no glyph fits in
-    (``_SLIVER`` pixels): a piece of a line already read whole, its unpainted
-    pixels as they were then (the mosaic's detector cuts kept labels into pieces, or takes
-    paint in, and reads them worse). It holds nothing new to read; what the kept reading
-    itself missed is no business of the re-read (it looks only near paint)."""
+def _unpainted(box: Box, touched: list[Box]) -> Box | None:
+    """The extent of what paint (``touched``) left of ``box``; None when nothing is left."""
     if box.w <= 0 or box.h <= 0:
-        return False
+        return None
     bare = np.ones((box.h, box.w), bool)
     for p in touched:
         x0, y0 = max(p.x - box.x, 0), max(p.y - box.y, 0)
@@ -626,12 +619,25 @@ def _within(box: Box, kept: Box, touched: list[Box]) -> bool:
             bare[y0:y1, x0:x1] = False
     ys, xs = np.nonzero(bare)
     if not len(ys):
-        return False  # all paint: read as anything else
-    return bool(
-        box.x + xs.min() >= kept.x - _SLIVER
-        and box.x + xs.max() < kept.x + kept.w + _SLIVER
-        and box.y + ys.min() >= kept.y - _SLIVER
-        and box.y + ys.max() < kept.y + kept.h + _SLIVER
+        return None
+    x0, y0 = box.x + int(xs.min()), box.y + int(ys.min())
+    return Box(x0, y0, box.x + int(xs.max()) + 1 - x0, box.y + int(ys.max()) + 1 - y0)
+
+
+def _within(bare: Box | None, kept: Box) -> bool:
+    """``bare`` (what paint left of a re-read box, :func:`_unpainted`) lies inside ``kept``
+    but for slivers no glyph fits in (``_SLIVER`` pixels): a piece of a line already read
+    whole, its unpainted pixels as they were then (the mosaic's detector cuts kept labels
+    into pieces, or takes paint in, and reads them worse). It holds nothing new to read;
+    what the kept reading itself missed is no business of the re-read (it looks only near
+    paint). None (all paint) is read as anything else."""
+    if bare is None:
+        return False
+    return (
+        bare.x >= kept.x - _SLIVER
+        and bare.x + bare.w <= kept.x + kept.w + _SLIVER
+        and bare.y >= kept.y - _SLIVER
+        and bare.y + bare.h <= kept.y + kept.h + _SLIVER
     )
 
 

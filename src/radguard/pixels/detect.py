@@ -317,10 +317,7 @@ def read_boxes(
 def _widened(box: Box, cols: int, rows: int) -> Box:
     """``box`` with a third of its height more on the left and right, a tenth above and
     below (clipped to the image)."""
-    side, up = max(2, box.h // 3), max(1, box.h // 10)
-    x0, y0 = min(max(0, box.x - side), cols - 1), min(max(0, box.y - up), rows - 1)
-    x1, y1 = min(cols, box.x + box.w + side), min(rows, box.y + box.h + up)
-    return Box(x0, y0, max(1, x1 - x0), max(1, y1 - y0))
+    return box.grow(max(2, box.h // 3), cols, rows, vertical=max(1, box.h // 10))
 
 
 def glyph_count(strokes: NDArray[np.bool_], box: Box) -> int:
@@ -499,6 +496,14 @@ def read_frames(
         static_lines = read_frame(
             engine, composite.astype(np.uint8), _masked(passes), stats, doubt=doubt
         )
+
+    def read_key(k: int) -> list[Line]:
+        """Frame ``k`` read in full as a key frame; its lines (its result set)."""
+        lines = read_frame(engine, frames[k], passes, stats, doubt=doubt)
+        stats.full += 1
+        results[k] = _dedupe([*static_lines, *lines])
+        return lines
+
     seen: dict[bytes, int] = {}
     key_index = 0
     key_lines: list[Line] = []
@@ -512,9 +517,7 @@ def read_frames(
         seen[digest] = k
         is_key = k == 0 or k == count - 1 or (k - key_index) >= keyframe_interval
         if is_key:
-            key_index, key_lines = k, read_frame(engine, frames[k], passes, stats, doubt=doubt)
-            stats.full += 1
-            results[k] = _dedupe([*static_lines, *key_lines])
+            key_index, key_lines = k, read_key(k)
             continue
         changed = np.abs(grey[k].astype(np.int16) - grey[key_index]) > tolerance
         lines = [*static_lines]
@@ -537,9 +540,7 @@ def read_frames(
             rows_found = _glyph_rows(moving)
             if rows_found is None or len(rows_found) > _MAX_ROWS:
                 # changing ink too busy to single text out: this frame becomes a key frame
-                key_index, key_lines = k, read_frame(engine, frames[k], passes, stats, doubt=doubt)
-                stats.full += 1
-                results[k] = _dedupe([*static_lines, *key_lines])
+                key_index, key_lines = k, read_key(k)
                 continue
             fresh = False
             for box in rows_found:

@@ -55,10 +55,12 @@ class Box:
     def area(self) -> int:
         return self.w * self.h
 
-    def grow(self, margin: int, cols: int, rows: int) -> Box:
-        """The box with ``margin`` pixels added on every side, clipped to the image."""
-        x0, y0 = max(0, self.x - margin), max(0, self.y - margin)
-        x1, y1 = min(cols, self.x + self.w + margin), min(rows, self.y + self.h + margin)
+    def grow(self, margin: int, cols: int, rows: int, vertical: int | None = None) -> Box:
+        """The box with ``margin`` pixels added left and right and ``vertical`` (default:
+        ``margin``) above and below, clipped to the image."""
+        up = margin if vertical is None else vertical
+        x0, y0 = max(0, self.x - margin), max(0, self.y - up)
+        x1, y1 = min(cols, self.x + self.w + margin), min(rows, self.y + self.h + up)
         return Box(x0, y0, max(0, x1 - x0), max(0, y1 - y0))
 
     def overlap(self, other: Box) -> int:
