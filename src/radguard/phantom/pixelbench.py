@@ -21,7 +21,7 @@ gives the exact ink pixels for scoring "fully covered".
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -250,21 +250,130 @@ def _background(
     return np.where(image == 0, np.rint(ramp).astype(np.uint8), image)
 
 
-def single_frames(seed: int, count: int, size: int = 512) -> Iterator[BenchImage]:
-    """``count`` single-frame images with identifying lines and clinical labels."""
+def single_frames(
+    seed: int, count: int, size: int = 512, labels: tuple[str, ...] = CLINICAL_LABELS
+) -> Iterator[BenchImage]:
+    """``count`` single-frame images with identifying lines (the header's identity) and
+    clinical labels (drawn from ``labels``)."""
     rng = np.random.default_rng(seed)
+
+    def header_lines(index: int) -> tuple[Callable[[], list[str]], Dataset]:
+        forms, ds = _identity_lines(rng, index)
+        return lambda: [str(forms[int(k)]) for k in rng.choice(len(forms), 3, replace=False)], ds
+
+    yield from _frames(rng, seed, count, size, labels, header_lines, "single")
+
+
+def strangers(seed: int, count: int, size: int = 512) -> Iterator[BenchImage]:
+    """``count`` images whose identifying lines are names the header does not hold (a
+    referring doctor, a sonographer, another patient): census surnames a letter or two from
+    a clinical word (ACOSTA, ABDI, HART) half the time, else any census surname or first
+    name and surname. Only what a name looks like can catch them."""
+    rng = np.random.default_rng(seed + 3)
+    near, surnames, given = _stranger_names()
+
+    def stranger_lines(index: int) -> tuple[Callable[[], list[str]], Dataset]:
+        _, ds = _identity_lines(rng, 3000 + index)
+        return lambda: [_stranger(rng, near, surnames, given) for _ in range(3)], ds
+
+    yield from _frames(rng, seed, count, size, CLINICAL_LABELS, stranger_lines, "stranger")
+
+
+def _stranger(
+    rng: np.random.Generator,
+    near: tuple[str, ...],
+    surnames: tuple[str, ...],
+    given: tuple[str, ...],
+) -> str:
+    """A name written as a device or a user would: SURNAME, Surname, Given Surname, Dr Surname."""
+    pool = near if rng.random() < 0.5 else surnames
+    surname = str(pool[int(rng.integers(len(pool)))])
+    first = str(given[int(rng.integers(len(given)))]).title()
+    style = int(rng.integers(4))
+    return (surname, surname.title(), f"{first} {surname.title()}", f"Dr {surname.title()}")[style]
+
+
+@lru_cache(maxsize=1)
+def _stranger_names() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """Census surnames of four letters or more within two edits of a clinical word of three
+    or more (not clinical words themselves), all surnames, and first names."""
+    from radguard.pixels.classify import CLINICAL_VOCABULARY
+    from radguard.verify.generic import _names
+
+    first, last = _names()
+    # names sharing a two-letters-deleted form with a word are the only ones that can be
+    # within two edits of it (checked exactly after)
+    by_form: dict[str, set[str]] = {}
+    for word in (w for w in CLINICAL_VOCABULARY if len(w) >= 3):
+        for form in _deleted(word):
+            by_form.setdefault(form, set()).add(word)
+    near = tuple(
+        sorted(
+            n
+            for n in last
+            if len(n) >= 4
+            and n not in CLINICAL_VOCABULARY
+            and any(
+                read_distance(n, w) * max(len(n), len(w)) <= 2
+                for form in _deleted(n)
+                for w in by_form.get(form, ())
+            )
+        )
+    )
+    return near, tuple(sorted(last)), tuple(sorted(first))
+
+
+def _deleted(word: str) -> set[str]:
+    """``word`` with none, one or two of its letters left out."""
+    once = {word[:i] + word[i + 1 :] for i in range(len(word))}
+    return {word} | once | {w[:i] + w[i + 1 :] for w in once for i in range(len(w))}
+
+
+# labels never used to tune the pixel stage (bench --labels held-out): the same kinds of
+# overlay text with other words and numbers
+HELD_OUT_LABELS = (
+    "SPLEEN LONG",
+    "THYROID RT TRV",
+    "PI 1.23 RI 0.65",
+    "DEPTH 16 cm",
+    "P4-2",
+    "GAIN 45",
+    "BLADDER POSTVOID",
+    "LEFT OVARY SAG",
+    "CCA PSV 85 cm/s",
+    "ZOOM 1.5",
+    "HARM",
+    "AP ERECT",
+    "LT BREAST",
+    "PRF 4.0 kHz",
+    "C1-6",
+)
+
+
+def _frames(
+    rng: np.random.Generator,
+    seed: int,
+    count: int,
+    size: int,
+    labels: tuple[str, ...],
+    identifying: Callable[[int], tuple[Callable[[], list[str]], Dataset]],
+    stem: str,
+) -> Iterator[BenchImage]:
+    """Images with the lines ``identifying(index)`` gives (a header, and what to burn drawn
+    after the background) and two clinical labels, in fonts, cap heights and contrasts drawn
+    in turn."""
     fonts = available_fonts()
     combo = 0
     for index in range(count):
-        forms, ds = _identity_lines(rng, index)
+        pick, ds = identifying(index)
         grey = _background(rng, size, size)
         colour = index % 5 == 4
         image = np.repeat(grey[:, :, None], 3, axis=2) if colour else grey
         lines: list[BurnedLine] = []
         occupied: list[tuple[int, int, int, int]] = []
-        picks = [str(forms[int(k)]) for k in rng.choice(len(forms), 3, replace=False)]
-        labels = [str(CLINICAL_LABELS[int(k)]) for k in rng.choice(len(CLINICAL_LABELS), 3)]
-        for text, identifying in [(t, True) for t in picks] + [(t, False) for t in labels[:2]]:
+        picks = pick()
+        chosen = [str(labels[int(k)]) for k in rng.choice(len(labels), 3)]
+        for text, identifies in [(t, True) for t in picks] + [(t, False) for t in chosen[:2]]:
             font_name = fonts[combo % len(fonts)]
             cap = CAP_HEIGHTS[int(rng.integers(len(CAP_HEIGHTS)))]
             contrast = CONTRASTS[int(rng.integers(len(CONTRASTS)))]
@@ -288,11 +397,11 @@ def single_frames(seed: int, count: int, size: int = 512) -> Iterator[BenchImage
             _draw(image, text, font, x, y, contrast, name)
             lines.append(
                 BurnedLine(
-                    -1, x, y, w, h, text, identifying, font_name, size_px, cap_px, contrast, name
+                    -1, x, y, w, h, text, identifies, font_name, size_px, cap_px, contrast, name
                 )
             )
-        _finish(ds, image, seed, f"single{index:04d}", 1)
-        yield BenchImage(f"single{index:04d}", ds, lines)
+        _finish(ds, image, seed, f"{stem}{index:04d}", 1)
+        yield BenchImage(f"{stem}{index:04d}", ds, lines)
 
 
 def text_free(seed: int, count: int, size: int = 512) -> Iterator[BenchImage]:

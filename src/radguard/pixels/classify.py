@@ -130,6 +130,8 @@ _SITE = re.compile(
     r"|UNIV|INSTITUTE|FOUNDATION|HEALTH|HEALTHCARE|IMAGING|RADIOLOGY|MEMORIAL|ST\.?\s+\w+)\b",
     re.I,
 )
+# a title before a word that is no clinical word: Dr Egan, MRS. HALE (DR 65 is a dynamic range)
+_TITLED = re.compile(r"\b(?:DR|MR|MRS|MS|MISS|PROF)\.?\s+([A-Za-z][A-Za-z'-]*[A-Za-z])", re.I)
 _CONFUSABLE = str.maketrans(
     {
         "O": "0",
@@ -230,6 +232,9 @@ class Classifier:
             words = re.findall(r"[A-Za-z]+", name.upper())
             if not any(w in CLINICAL_VOCABULARY for w in words):
                 return Decision(Verdict.IDENTIFYING, "pattern: first name and surname")
+        for match in _TITLED.finditer(stripped):
+            if match.group(1).upper() not in CLINICAL_VOCABULARY:
+                return Decision(Verdict.IDENTIFYING, "pattern: title and name")
         if self._keep is not None and self._keep.fullmatch(stripped):
             return Decision(Verdict.CLINICAL, "policy keep pattern")
         if self._builtin and _all_clinical(stripped):
@@ -455,3 +460,125 @@ def _glued(run: str) -> bool:
     """``run`` is clinical words written (or read) without spaces, one of them four letters
     or more: LIVERTRV, LTKIDNEY (not short words glued into a name: ANT+IM, MA+TIC)."""
     return _fewest(run) < math.inf
+
+
+def label_slips(read: str, label: str) -> int | None:
+    """How many characters ``label`` changes in ``read`` (an OCR reading of the same line),
+    or None when it is no reading of it with slips a recognizer makes (case and spaces
+    aside). A label other than what was read keeps a line only so: a letter read for one
+    it looks like (``_CONFUSED``) or one the reading missed inside a word of four letters
+    or more, at most one per six letters of a word; a digit or symbol read for a letter,
+    or a symbol the label leaves out, anywhere; never a letter or digit that was read left
+    out (RAIO is not RAO). A word whose letters change must not be read as a census name
+    or a month (PEAL is not PEAK, JUNG not LUNG), and must stand beside a clinical word
+    read exactly (PIGHT FIDNEY LONG: LONG): alone, a word a letter from a clinical word is
+    how names look (NOCK, RIGHI)."""
+    ops = _align(read.upper(), label.upper())
+    if ops is None:
+        return None
+    words = re.split(r"[ /-]", label.upper())
+    changed: dict[int, int] = {}  # label word -> letter edits in it
+    seen: dict[int, str] = {}  # label word -> the letters read where it stands
+    exact: set[int] = set(range(len(words)))
+    edits = 0
+    for kind, have, want, word in ops:
+        if word >= 0 and have.isalpha():
+            seen[word] = seen.get(word, "") + have
+        if kind == "same":
+            continue
+        edits += 1
+        exact.discard(word)
+        if have.isalpha() and want.isalpha():  # a letter read for another
+            if frozenset((have, want)) not in _CONFUSED:
+                return None
+        elif kind == "missed" and want.isalpha():  # a letter the reading missed
+            if word < 0 or not _inside(ops, word, want):
+                return None
+        else:
+            continue  # a digit or symbol read for a letter, a symbol left out
+        changed[word] = changed.get(word, 0) + 1
+    first, last = _census()
+    anchors = [
+        k
+        for k in exact
+        if len(words[k]) >= 2 and words[k] in CLINICAL_VOCABULARY and words[k] not in _TITLES
+    ]
+    for word, count in changed.items():
+        letters = seen.get(word, "")
+        if count > max(1, len(words[word]) // 6):
+            return None
+        if letters in first or letters in last or letters in _MONTHS or not anchors:
+            return None
+    return edits
+
+
+def _align(read: str, label: str) -> list[tuple[str, str, str, int]] | None:
+    """The cheapest edit of ``read`` into ``label`` (spaces free, a read letter or digit
+    never left out) as operations (kind, read character, label character, label word index;
+    kinds: same, swap, missed, dropped); None when there is none."""
+    r, lab = read, label
+    word_of = []
+    k = 0
+    for ch in lab:
+        if ch in " /-":  # words of a label: LIVER TRV, CM/S, L12-5
+            k += 1
+            word_of.append(-1)
+        else:
+            word_of.append(k)
+    inf = 10**6
+    n, m = len(r), len(lab)
+    cost = [[inf] * (m + 1) for _ in range(n + 1)]
+    cost[0][0] = 0
+    for i in range(n + 1):
+        for j in range(m + 1):
+            here = cost[i][j]
+            if here >= inf:
+                continue
+            if i < n:  # the reading's character left out
+                step = 0 if r[i] == " " else (inf if r[i].isalnum() else 1)
+                cost[i + 1][j] = min(cost[i + 1][j], here + step)
+            if j < m:  # a label character the reading missed
+                cost[i][j + 1] = min(cost[i][j + 1], here + (0 if lab[j] == " " else 1))
+            if i < n and j < m:
+                cost[i + 1][j + 1] = min(cost[i + 1][j + 1], here + (r[i] != lab[j]))
+    if cost[n][m] >= inf:
+        return None
+    ops: list[tuple[str, str, str, int]] = []
+    i, j = n, m
+    while i or j:
+        here = cost[i][j]
+        if i and j and cost[i - 1][j - 1] + (r[i - 1] != lab[j - 1]) == here:
+            kind = "same" if r[i - 1] == lab[j - 1] else "swap"
+            ops.append((kind, r[i - 1], lab[j - 1], word_of[j - 1]))
+            i, j = i - 1, j - 1
+        elif j and cost[i][j - 1] + (0 if lab[j - 1] == " " else 1) == here:
+            if lab[j - 1] != " ":
+                ops.append(("missed", "", lab[j - 1], word_of[j - 1]))
+            j -= 1
+        else:
+            if r[i - 1] != " ":
+                ops.append(("dropped", r[i - 1], "", -1))
+            i -= 1
+    ops.reverse()
+    return ops
+
+
+def _inside(ops: list[tuple[str, str, str, int]], word: int, letter: str) -> bool:
+    """The letter missed in ``word`` lies inside it (not first nor last) and the word has
+    four letters or more."""
+    chars = [(kind, want) for kind, _, want, w in ops if w == word]
+    if sum(c.isalpha() for _, c in chars) < _LONG:
+        return False
+    missed = [k for k, (kind, want) in enumerate(chars) if kind == "missed" and want == letter]
+    return any(0 < k < len(chars) - 1 for k in missed)
+
+
+def reads_as_name(text: str) -> bool:
+    """``text`` holds a word of four letters or more that is a census first name or
+    surname and no clinical word (POOT, Jung): another reading of the line that is a label
+    does not overrule it."""
+    first, last = _census()
+    return any(
+        len(word) >= _LONG and word not in CLINICAL_VOCABULARY and (word in first or word in last)
+        for word in re.findall(r"[A-Z]+", text.upper())
+    )

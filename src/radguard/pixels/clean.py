@@ -9,6 +9,7 @@ In Annotation set to NO and the Clean Pixel Data code (113101) recorded.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -18,7 +19,14 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from radguard.errors import Rejected
-from radguard.pixels.classify import Classifier, Decision, Verdict, header_identifiers
+from radguard.pixels.classify import (
+    Classifier,
+    Decision,
+    Verdict,
+    header_identifiers,
+    label_slips,
+    reads_as_name,
+)
 from radguard.pixels.detect import (
     ALNUM,
     GLYPH_ROW,
@@ -42,6 +50,10 @@ _SHORT_BOX = 2.5  # ...in a box no wider than this many heights
 _WIDE = 4.0  # a box this many heights wide has room for a word: unreadable there is text
 _TOO_SHORT = "too short to identify"
 _UNREAD = "nothing read"
+# a label reading (lexicon.nearest_label) keeps a line when it is at least this probable
+# relative to the best reading, and changes one character in this many (one at least)
+_LABEL_RATIO = float(__import__("os").environ.get("RG_LABEL_RATIO", "0.01"))
+_CHARS_PER_EDIT = 4
 _SURE = 0.8  # confidence a second reading needs to keep a line as a clinical label
 _JOINED_MARK = re.compile(r"\s*([:/.\-])\s*")  # a clock's or date's mark with the spaces of a cut
 _SLIVER = 3  # pixels a re-read piece may reach out of a kept line and still be part of it
@@ -212,25 +224,29 @@ class PixelCleaner:
                 if f.verdict is not Verdict.CLINICAL
                 or (len(_ALNUM.findall(f.text)) < _SHORTEST and _beside(f.box, others))
             ] or row
-            box = painted[0].box
-            for member in painted[1:]:
-                box = box.union(member.box)
             score = min(f.score for f in row)
             why = f"row {decision.why}"
-            extra.append(TextFound(frame, box, text, score, Verdict.IDENTIFYING, why, True))
+            extra.extend(
+                TextFound(frame, box, text, score, Verdict.IDENTIFYING, why, True)
+                for box in _row_paint(painted)
+            )
         return extra
 
     def _decide(self, frame: int, line: Line, classifier: Classifier) -> TextFound | None:
-        if not _ALNUM.search(line.text) and line.glyphs < _UNREADABLE_GLYPHS:
-            # nothing read where the ink is not a row of glyphs (that is painted as unreadable
-            # below, whatever a second reading says): a second reading that identifies, or
-            # one that made something out surely enough, is the line's reading
-            # (not a clinical one: a piece of an identifying row must not keep its pixels)
+        unsure = line.score < self.policy.min_score
+        if (unsure or not _ALNUM.search(line.text)) and line.glyphs < _UNREADABLE_GLYPHS:
+            # nothing read, or nothing surely, where the ink is not a row of glyphs (that is
+            # painted as unreadable below, whatever a second reading says): a second reading
+            # that identifies, or one that made something out surely enough, is the line's
+            # reading ('Dr Egan' read sure by the other recognizer where the first made out
+            # 'ee 5mn' unsure; not a clinical one: a piece of an identifying row must not
+            # keep its pixels)
             readable = [
                 (t, p)
                 for t, p in line.others
                 if _ALNUM.search(t)
                 and p >= self.policy.min_score
+                and p > line.score
                 and classifier.decide(t).verdict is not Verdict.CLINICAL
             ]
             readable = [
@@ -255,7 +271,7 @@ class PixelCleaner:
         if not _ALNUM.search(line.text):
             return None
         decision = classifier.decide(line.text)
-        if decision.verdict is not Verdict.IDENTIFYING and line.others:
+        if decision.verdict is not Verdict.IDENTIFYING and (line.others or line.label):
             decision = _second_opinion(decision, line, classifier)
         identifying = decision.verdict is Verdict.IDENTIFYING
         if line.score < self.policy.min_score and not identifying:
@@ -503,6 +519,31 @@ class PixelCleaner:
             array[target, b.y : b.y + b.h, b.x : b.x + b.w, :] = value
 
 
+def _row_paint(painted: list[TextFound]) -> list[Box]:
+    """Where an identifying row of pieces is painted: each piece (identifying now, so
+    painted a line height further along the row), and the gaps between them at the height
+    of the pieces read as text; pieces where nothing was read (a line the detector cut
+    where it crosses anatomy) within half that height above and below. Not the rectangle
+    around them all: a piece grown tall over speckle would paint the labels above and
+    below the row."""
+    pieces = sorted(painted, key=lambda f: f.box.x)
+    read = [f.box for f in pieces if f.text] or [f.box for f in pieces]
+    top, bottom = min(b.y for b in read), max(b.y + b.h for b in read)
+    slack = (bottom - top) // 2
+    boxes = []
+    for f in pieces:
+        b = f.box
+        if not f.text:
+            y0, y1 = max(b.y, top - slack), min(b.y + b.h, bottom + slack)
+            b = Box(b.x, y0, b.w, max(1, y1 - y0)) if y1 > y0 else b
+        boxes.append(b)
+    for a, b in itertools.pairwise(pieces):
+        left, right = a.box.x + a.box.w, b.box.x
+        if right > left:
+            boxes.append(Box(left, top, right - left, bottom - top))
+    return boxes or [read[0]]
+
+
 def _beside(box: Box, others: list[TextFound]) -> bool:
     """``box`` is within two thirds of a line height of one of ``others`` on its row."""
     for other in others:
@@ -531,8 +572,8 @@ def _second_opinion(first: Decision, line: Line, classifier: Classifier) -> Deci
                 and len(_ALNUM.findall(text)) > shortest
             ):
                 return Decision(Verdict.UNKNOWN, "readings disagree (a longer reading is no label)")
-    if first.verdict is not Verdict.UNKNOWN:
-        return first
+    if first.verdict is not Verdict.UNKNOWN or reads_as_name(line.text):
+        return first  # a name read clearly is not overruled by a reading that is a label
     length = len(_ALNUM.findall(line.text))
     for (text, _), (decision, score) in zip(line.others, verdicts, strict=True):
         # a clinical second reading that saw as much as the first (not a piece of it)
@@ -542,6 +583,20 @@ def _second_opinion(first: Decision, line: Line, classifier: Classifier) -> Deci
             and len(_ALNUM.findall(text)) >= length
         ):
             return Decision(Verdict.CLINICAL, "clinical label (second reading)")
+    if line.label is not None:
+        # the reading in the labels' language that the recognizer finds nearly as likely as
+        # the one it made, changing a character or so of it the way recognizers slip
+        # (classify.label_slips): no reading of the line identifies, so the image is as
+        # good as read as that label ('PIGHT FIDNEY LONG' is RIGHT KIDNEY LONG)
+        text, ratio = line.label
+        edits = label_slips(line.text, text)
+        if (
+            edits is not None
+            and edits <= max(1, len(_ALNUM.findall(text)) // _CHARS_PER_EDIT)
+            and ratio >= _LABEL_RATIO
+            and classifier.decide(text).verdict is Verdict.CLINICAL
+        ):
+            return Decision(Verdict.CLINICAL, f"clinical label (read as {text}, {ratio:.2f})")
     return first
 
 

@@ -102,6 +102,16 @@ class LatinRecognizer:
             )
         return found
 
+    def labels(self, crops: list[Image]) -> list[tuple[str, float] | None]:
+        """The most probable clinical-label reading of each crop and its probability relative
+        to the crop's best reading (:func:`radguard.pixels.lexicon.nearest_label`)."""
+        from radguard.pixels.lexicon import nearest_label
+
+        return [
+            nearest_label(probs, self.charset) if probs is not None else None
+            for probs in self.probs(crops)
+        ]
+
     def probs(self, crops: list[Image]) -> list[NDArray[np.float32] | None]:
         """The model's class probabilities per step for each crop (None: nothing to read)."""
         results: list[NDArray[np.float32] | None] = [None] * len(crops)
