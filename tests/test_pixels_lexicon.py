@@ -105,7 +105,8 @@ def test_nothing_in_the_language_gives_none() -> None:
         ("2IGHT KIDNEY LONG", "RIGHT KIDNEY LONG", 1),  # a digit read for a letter
         ("FW 2.5 cm/s", "PW 2.5 CM/S", 1),
         ("L13:5", "L13-5", 1),
-        ("FPS 2871", "FPS 28 71", 0),  # spaces are free
+        ("LIVERTRV 12cm", "LIVER TRV 12 CM", 0),  # spaces are free...
+        ("FPS 2871", "FPS 28 71", None),  # ...but not inside a number read whole
         ("Raio", "RAO", None),  # a letter read is never left out
         ("Jung", "LUNG", None),  # a census name
         ("Nock", "NECK", None),  # E for O is no look-alike; and alone
@@ -114,6 +115,10 @@ def test_nothing_in_the_language_gives_none() -> None:
         ("Frane Pfe", "FRAME PRE", None),  # no word read exactly
         ("Dr Noa", "DR NODE", None),  # a letter missed at a word's end; DR anchors nothing
         ("Jung 12-5", "LUNG 12-5", None),  # numbers anchor nothing
+        ("LLZ#5", "L12-5", 1),  # letters read for the digits they look like: no slip
+        ("482210 CM", "482 210 CM", None),  # an ID read as short numbers
+        ("4822 CM", "48.22 CM", None),
+        ("482210 CM", "482-10 CM", None),  # a digit read is never taken for a mark
     ],
 )
 def test_label_slips(read: str, label: str, slips: int | None) -> None:

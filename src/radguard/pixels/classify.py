@@ -468,13 +468,14 @@ def label_slips(read: str, label: str) -> int | None:
     aside). A label other than what was read keeps a line only so: a letter read for one
     it looks like (``_CONFUSED``) or one the reading missed inside a word of four letters
     or more, at most one per six letters of a word; a digit or symbol read for a letter,
-    or a symbol the label leaves out, anywhere; never a letter or digit that was read left
+    or a symbol the label leaves out, anywhere (a letter read for the digit it looks like,
+    ``LLZ`` for ``L12``, is not counted); never a letter or digit that was read left
     out (RAIO is not RAO). A word whose letters change must not be read as a census name
     or a month (PEAL is not PEAK, JUNG not LUNG), and must stand beside a clinical word
     read exactly (PIGHT FIDNEY LONG: LONG): alone, a word a letter from a clinical word is
     how names look (NOCK, RIGHI)."""
     ops = _align(read.upper(), label.upper())
-    if ops is None:
+    if ops is None or _splits_a_number(ops):
         return None
     words = re.split(r"[ /-]", label.upper())
     changed: dict[int, int] = {}  # label word -> letter edits in it
@@ -484,10 +485,16 @@ def label_slips(read: str, label: str) -> int | None:
     for kind, have, want, word in ops:
         if word >= 0 and have.isalpha():
             seen[word] = seen.get(word, "") + have
-        if kind == "same":
+        if kind == "same" or want == " ":
             continue
-        edits += 1
         exact.discard(word)
+        if kind == "swap" and have.isalnum() and not want.isalnum():
+            return None  # a letter or digit read taken for a mark is one left out
+        if kind == "swap" and _LOOK_ALIKE_DIGIT.get(have, have) == _LOOK_ALIKE_DIGIT.get(
+            want, want
+        ):
+            continue  # a digit read as the letter it looks like (L12 as LLZ): no slip at all
+        edits += 1
         if have.isalpha() and want.isalpha():  # a letter read for another
             if frozenset((have, want)) not in _CONFUSED:
                 return None
@@ -510,6 +517,21 @@ def label_slips(read: str, label: str) -> int | None:
         if letters in first or letters in last or letters in _MONTHS or not anchors:
             return None
     return edits
+
+
+# letters read for the digits they look like, and back
+_LOOK_ALIKE_DIGIT = {
+    "O": "0",
+    "Q": "0",
+    "D": "0",
+    "I": "1",
+    "L": "1",
+    "|": "1",
+    "S": "5",
+    "B": "8",
+    "Z": "2",
+    "G": "6",
+}
 
 
 def _align(read: str, label: str) -> list[tuple[str, str, str, int]] | None:
@@ -552,8 +574,7 @@ def _align(read: str, label: str) -> list[tuple[str, str, str, int]] | None:
             ops.append((kind, r[i - 1], lab[j - 1], word_of[j - 1]))
             i, j = i - 1, j - 1
         elif j and cost[i][j - 1] + (0 if lab[j - 1] == " " else 1) == here:
-            if lab[j - 1] != " ":
-                ops.append(("missed", "", lab[j - 1], word_of[j - 1]))
+            ops.append(("missed", "", lab[j - 1], word_of[j - 1]))
             j -= 1
         else:
             if r[i - 1] != " ":
@@ -561,6 +582,19 @@ def _align(read: str, label: str) -> list[tuple[str, str, str, int]] | None:
             i -= 1
     ops.reverse()
     return ops
+
+
+def _splits_a_number(ops: list[tuple[str, str, str, int]]) -> bool:
+    """The label puts a space, mark or point between two digits read side by side: an ID
+    read as short numbers (482210 as 482 210, 4822 as 48.22) is no label."""
+    for k, (kind, _, want, _) in enumerate(ops):
+        if kind != "missed" or want.isalnum():
+            continue
+        before = next((h for _, h, _, _ in reversed(ops[:k]) if h), "")
+        after = next((h for _, h, _, _ in ops[k + 1 :] if h), "")
+        if before.isdigit() and after.isdigit():
+            return True
+    return False
 
 
 def _inside(ops: list[tuple[str, str, str, int]], word: int, letter: str) -> bool:
