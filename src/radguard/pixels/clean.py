@@ -204,7 +204,7 @@ class PixelCleaner:
         the row identifies, the extent of its pieces that are not clinical labels (and the
         gaps between them) is painted."""
         rows = rows_of(items, lambda f: f.box, reach=1.5)
-        extra = []
+        extra: list[TextFound] = []
         for row in rows:
             if len(row) < 2:
                 continue
@@ -530,13 +530,13 @@ def _row_paint(painted: list[TextFound]) -> list[Box]:
     read = [f.box for f in pieces if f.text] or [f.box for f in pieces]
     top, bottom = min(b.y for b in read), max(b.y + b.h for b in read)
     slack = (bottom - top) // 2
-    boxes = []
+    boxes: list[Box] = []
     for f in pieces:
-        b = f.box
+        box = f.box
         if not f.text:
-            y0, y1 = max(b.y, top - slack), min(b.y + b.h, bottom + slack)
-            b = Box(b.x, y0, b.w, max(1, y1 - y0)) if y1 > y0 else b
-        boxes.append(b)
+            y0, y1 = max(box.y, top - slack), min(box.y + box.h, bottom + slack)
+            box = Box(box.x, y0, box.w, max(1, y1 - y0)) if y1 > y0 else box
+        boxes.append(box)
     for a, b in itertools.pairwise(pieces):
         left, right = a.box.x + a.box.w, b.box.x
         if right > left:
