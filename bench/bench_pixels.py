@@ -358,6 +358,8 @@ def _report(result: dict[str, Any]) -> None:
         print(f"  all: {right}/{total} = {right / max(total, 1):.1%}")
         for left in s["left"]:
             print(f"  name left {left}")  # synthetic census names, not PHI
+    for left in t["left"]:
+        print(f"  identifying line left {left}")  # synthetic bench text, not PHI
     small = [m for m in t["missed"] if m[0] >= 10 and m[1] >= 0.2]
     if small:
         print(f"missed in the target range (cap, contrast, font, colour): {small[:12]}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,9 +15,10 @@ from radguard.pixels.classify import (
     label_slips,
     reads_as_name,
 )
-from radguard.pixels.clean import _second_opinion
+from radguard.pixels.clean import PixelCleaner, _second_opinion
 from radguard.pixels.engines import Box, Line
 from radguard.pixels.lexicon import Language, label_language, nearest_label
+from radguard.settings import load_policy
 
 CHARSET = ["", *" -/.%:0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"]
 
@@ -119,6 +121,17 @@ def test_nothing_in_the_language_gives_none() -> None:
         ("482210 CM", "482 210 CM", None),  # an ID read as short numbers
         ("4822 CM", "48.22 CM", None),
         ("482210 CM", "482-10 CM", None),  # a digit read is never taken for a mark
+        # (review) a read character taken for a space; look-alikes the wrong way round or
+        # without any digit read; a name's letter read as a digit
+        ("FPS 2871", "FPS 28 1", None),
+        ("LT 48221", "LT 48 21", None),
+        ("Chidi", "CHI L", None),
+        ("Obi", "OBL", None),
+        ("Abo", "ABD", None),
+        ("10 32", "L0 32", None),
+        ("12-05", "L2-05", None),
+        ("Abdl", "ABD1", None),
+        ("Cid", "C1D", None),
     ],
 )
 def test_label_slips(read: str, label: str, slips: int | None) -> None:
@@ -160,3 +173,24 @@ def test_a_name_read_clearly_is_not_overruled_by_a_second_reading_that_is_a_labe
     line = Line(BOX, "POOT", 0.95, others=(("POST", 0.9),))
     assert _second_opinion(UNKNOWN, line, Classifier([])).verdict is Verdict.UNKNOWN
     assert reads_as_name("Jung") and not reads_as_name("RIGHT KIDNEY LONG")
+
+
+def test_a_label_reading_does_not_keep_a_line_another_reading_saw_more_of() -> None:
+    """(review) 'Abo' with a label reading ABD, where the other readings saw 'Abo 48221'."""
+    line = Line(BOX, "Abo", 0.9, 2, (("Abo 48221", 0.85),), ("ABD", 0.5))
+    assert _second_opinion(UNKNOWN, line, Classifier([])).verdict is Verdict.UNKNOWN
+
+
+@pytest.mark.parametrize(("first", "score"), [("- -", 0.9), ("~", 0.99), ("'.", 0.7)])
+def test_a_sure_reading_of_marks_gives_way_to_a_readable_second_one(
+    first: str, score: float
+) -> None:
+    """(review) A first reading of marks alone, however sure, is nothing read: a readable
+    second reading that is no label is the line's reading, and painted."""
+    cleaner = PixelCleaner(load_policy("research").pixels, engine=_RECORD_ONLY)
+    line = Line(Box(100, 40, 120, 16), first, score, 2, (("Odili 4471", 0.8),))
+    found = cleaner._judge(0, [line], Classifier([]), (512, 512))
+    assert found and all(f.redacted for f in found)
+
+
+_RECORD_ONLY: Any = object()  # judging reads nothing: no engine is needed

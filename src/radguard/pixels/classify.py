@@ -468,8 +468,9 @@ def label_slips(read: str, label: str) -> int | None:
     aside). A label other than what was read keeps a line only so: a letter read for one
     it looks like (``_CONFUSED``) or one the reading missed inside a word of four letters
     or more, at most one per six letters of a word; a digit or symbol read for a letter,
-    or a symbol the label leaves out, anywhere (a letter read for the digit it looks like,
-    ``LLZ`` for ``L12``, is not counted); never a letter or digit that was read left
+    or a symbol the label leaves out (a letter read for the digit it looks like, ``LLZ``
+    for ``L12``, where digits were read, is not counted; a digit or symbol read for a letter
+    changes the word's letters); never a letter or digit that was read left
     out (RAIO is not RAO). A word whose letters change must not be read as a census name
     or a month (PEAL is not PEAK, JUNG not LUNG), and must stand beside a clinical word
     read exactly (PIGHT FIDNEY LONG: LONG): alone, a word a letter from a clinical word is
@@ -482,18 +483,23 @@ def label_slips(read: str, label: str) -> int | None:
     seen: dict[int, str] = {}  # label word -> the letters read where it stands
     exact: set[int] = set(range(len(words)))
     edits = 0
+    digits = set(re.findall(r"\d", read))
     for kind, have, want, word in ops:
-        if word >= 0 and have.isalpha():
-            seen[word] = seen.get(word, "") + have
-        if kind == "same" or want == " ":
+        if word >= 0 and have.isalnum():
+            # as read, look-alike digits taken back for letters (V0LZ is VOLZ)
+            seen[word] = seen.get(word, "") + _LOOK_ALIKE_LETTER.get(have, have)
+        if kind == "same":
+            continue
+        if kind == "swap" and have.isalnum() and not want.isalnum():
+            return None  # a letter or digit read taken for a mark or a space is one left out
+        if want == " ":
             continue
         exact.discard(word)
-        if kind == "swap" and have.isalnum() and not want.isalnum():
-            return None  # a letter or digit read taken for a mark is one left out
-        if kind == "swap" and _LOOK_ALIKE_DIGIT.get(have, have) == _LOOK_ALIKE_DIGIT.get(
-            want, want
-        ):
-            continue  # a digit read as the letter it looks like (L12 as LLZ): no slip at all
+        if kind == "swap" and have.isalpha() and want.isdigit():
+            # a letter read for the digit it looks like (L12 as LLZ), where digits were read
+            if _LOOK_ALIKE_DIGIT.get(have) != want or not digits:
+                return None
+            continue
         edits += 1
         if have.isalpha() and want.isalpha():  # a letter read for another
             if frozenset((have, want)) not in _CONFUSED:
@@ -501,8 +507,9 @@ def label_slips(read: str, label: str) -> int | None:
         elif kind == "missed" and want.isalpha():  # a letter the reading missed
             if word < 0 or not _inside(ops, word, want):
                 return None
-        else:
-            continue  # a digit or symbol read for a letter, a symbol left out
+        elif not want.isalpha():
+            continue  # a digit read for another, a symbol left out or read for a digit
+        # a digit or symbol read for a letter changes the word's letters too
         changed[word] = changed.get(word, 0) + 1
     first, last = _census()
     anchors = [
@@ -519,7 +526,7 @@ def label_slips(read: str, label: str) -> int | None:
     return edits
 
 
-# letters read for the digits they look like, and back
+# letters read for the digits they look like
 _LOOK_ALIKE_DIGIT = {
     "O": "0",
     "Q": "0",
@@ -532,6 +539,9 @@ _LOOK_ALIKE_DIGIT = {
     "Z": "2",
     "G": "6",
 }
+
+
+_LOOK_ALIKE_LETTER = {"0": "O", "1": "I", "5": "S", "8": "B", "2": "Z", "6": "G"}
 
 
 def _align(read: str, label: str) -> list[tuple[str, str, str, int]] | None:

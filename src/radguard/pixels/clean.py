@@ -52,7 +52,7 @@ _TOO_SHORT = "too short to identify"
 _UNREAD = "nothing read"
 # a label reading (lexicon.nearest_label) keeps a line when it is at least this probable
 # relative to the best reading, and changes one character in this many (one at least)
-_LABEL_RATIO = float(__import__("os").environ.get("RG_LABEL_RATIO", "0.01"))
+_LABEL_RATIO = 0.01
 _CHARS_PER_EDIT = 4
 _SURE = 0.8  # confidence a second reading needs to keep a line as a clinical label
 _JOINED_MARK = re.compile(r"\s*([:/.\-])\s*")  # a clock's or date's mark with the spaces of a cut
@@ -246,7 +246,7 @@ class PixelCleaner:
                 for t, p in line.others
                 if _ALNUM.search(t)
                 and p >= self.policy.min_score
-                and p > line.score
+                and (p > line.score or not _ALNUM.search(line.text))
                 and classifier.decide(t).verdict is not Verdict.CLINICAL
             ]
             readable = [
@@ -257,6 +257,8 @@ class PixelCleaner:
             if readable:
                 text, score = max(readable, key=lambda other: other[1])
                 rest = tuple(o for o in line.others if o != (text, score))
+                if _ALNUM.search(line.text):  # the first reading stays a second one
+                    rest += ((line.text, line.score),)
                 line = replace(line, text=text, score=score, others=rest)
         unreadable = not _ALNUM.search(line.text) or line.score < self.policy.min_score
         # a box with room for a word where a few characters were made out (ink or no ink)
@@ -590,8 +592,13 @@ def _second_opinion(first: Decision, line: Line, classifier: Classifier) -> Deci
         # good as read as that label ('PIGHT FIDNEY LONG' is RIGHT KIDNEY LONG)
         text, ratio = line.label
         edits = label_slips(line.text, text)
+        longest = len(_ALNUM.findall(text))
+        saw_more = any(  # another reading saw more than the label explains
+            p >= _SECOND_LOW and len(_ALNUM.findall(t)) > longest for t, p in line.others
+        )
         if (
             edits is not None
+            and not saw_more
             and edits <= max(1, len(_ALNUM.findall(text)) // _CHARS_PER_EDIT)
             and ratio >= _LABEL_RATIO
             and classifier.decide(text).verdict is Verdict.CLINICAL

@@ -30,8 +30,10 @@ from numpy.typing import NDArray
 _SEPARATORS = " -/"
 _INTEGER = 3  # digits of a number's whole part
 _FRACTION = 2  # digits after its point
-_FLOOR = 1e-3  # a symbol less probable than this at a step is not tried there
+_FLOOR = 1e-2  # a symbol less probable than this at a step (relative to the step's best)
+# is not tried there: a label needs 1% of the best reading's probability in all
 _WIDTH = 24  # prefixes kept per step
+_TRIED = 6  # symbols tried per step at most
 
 # automaton states: (kind, value); kinds: start of an atom, inside a word (trie node),
 # whole part of a number (digits), its point, its fraction (digits), after a percent sign
@@ -162,6 +164,8 @@ def _search(
     moves: dict[tuple[frozenset[State], int], frozenset[State]] = {}
     for step in folded:
         candidates = np.flatnonzero(step >= _FLOOR)
+        if len(candidates) > _TRIED:  # a step where anything goes (speckle): the likeliest
+            candidates = candidates[np.argsort(step[candidates])[-_TRIED:]]
         following: dict[tuple[int, ...], list[float]] = {}
         for prefix, (blank, char) in table.items():
             total = blank + char
@@ -194,6 +198,8 @@ def _search(
         table = {prefix: (b, c) for prefix, (b, c) in ranked if b + c > 0.0}
         if not table:
             return None
+        if language is not None:  # the states of prefixes that left the beam are not needed
+            states = {prefix: states[prefix] for prefix in table}
     done = [
         (prefix, b + c)
         for prefix, (b, c) in table.items()
