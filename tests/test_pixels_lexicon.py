@@ -106,8 +106,9 @@ def test_nothing_in_the_language_gives_none() -> None:
         ("RIGHT KIDNE, LONG", "RIGHT KIDNEY LONG", 1),  # a symbol read for a letter
         ("2IGHT KIDNEY LONG", "RIGHT KIDNEY LONG", 1),  # a digit read for a letter
         ("FW 2.5 cm/s", "PW 2.5 CM/S", 1),
-        ("L13:5", "L13-5", 1),
-        ("LIVERTRV 12cm", "LIVER TRV 12 CM", 0),  # spaces are free...
+        ("L13:5", "L13-5", None),  # the mark between two digits is a clock's or a date's
+        ("LIVERTRV 12cm", "LIVER TRV 12 CM", 2),  # spaces between characters read together
+        ("LIVER  TRV", "LIVER TRV", 0),  # ...and free where the reading had one
         ("FPS 2871", "FPS 28 71", None),  # ...but not inside a number read whole
         ("Raio", "RAO", None),  # a letter read is never left out
         ("Jung", "LUNG", None),  # a census name
@@ -132,6 +133,13 @@ def test_nothing_in_the_language_gives_none() -> None:
         ("12-05", "L2-05", None),
         ("Abdl", "ABD1", None),
         ("Cid", "C1D", None),
+        # (second review) a clock's mark changed; a name's letters read as digits; a name
+        # read with a digit for one of its letters
+        ("LT 10:3Z", "LT 10.32", None),
+        ("10:3Z LT", "10 32 LT", None),
+        ("LIZ 12", "L12 12", None),
+        ("RT 1UNG", "RT LUNG", None),
+        ("RT SCO1T", "RT SCOUT", None),
     ],
 )
 def test_label_slips(read: str, label: str, slips: int | None) -> None:
@@ -194,3 +202,40 @@ def test_a_sure_reading_of_marks_gives_way_to_a_readable_second_one(
 
 
 _RECORD_ONLY: Any = object()  # judging reads nothing: no engine is needed
+
+
+def test_a_clock_read_with_a_letter_for_a_digit_keeps_no_label_reading() -> None:
+    """(second review) 'LT 10:3Z' is a clock read with Z for 2: its label reading LT 10.32
+    would hide it; any reading that identifies with its look-alike digits restored blocks
+    the label reading."""
+    line = Line(BOX, "LT 10:3Z", 0.9, 2, (), ("LT 10.32", 0.07))
+    assert _second_opinion(UNKNOWN, line, Classifier([])).verdict is Verdict.UNKNOWN
+
+
+def test_a_name_in_another_reading_blocks_a_label_reading() -> None:
+    """(second review) 'RT 1UNG' read where another reading saw 'RT JUNG'."""
+    line = Line(BOX, "RT 1UNG", 0.9, 2, (("RT JUNG", 0.6),), ("RT LUNG", 0.11))
+    assert _second_opinion(UNKNOWN, line, Classifier([])).verdict is Verdict.UNKNOWN
+
+
+def test_a_reading_that_replaced_an_unsure_one_is_never_made_clinical() -> None:
+    """(second review) A name read unsure ('RT JUNG' 0.4), replaced by a sure reading that
+    is no label ('RT JUNC' 0.6), must not then be kept for a clinical second reading."""
+    cleaner = PixelCleaner(load_policy("research").pixels, engine=_RECORD_ONLY)
+    line = Line(Box(10, 10, 120, 20), "RT JUNG", 0.4, 0, (("RT JUNC", 0.6), ("RT LUNG", 0.85)))
+    found = cleaner._judge(0, [line], Classifier([]), (512, 512))
+    assert found and all(f.redacted for f in found)
+
+
+def test_a_piece_kept_for_its_label_reading_is_painted_with_an_identifying_row() -> None:
+    cleaner = PixelCleaner(load_policy("research").pixels, engine=_RECORD_ONLY)
+    date = Line(Box(10, 10, 80, 20), "12/05/80", 0.9, 8)
+    piece = Line(
+        Box(100, 10, 80, 20), "PIGHT FIDNEY LONG", 0.9, 2, label=("RIGHT KIDNEY LONG", 0.5)
+    )
+    found = cleaner._judge(0, [date, piece], Classifier([]), (512, 512))
+    covered = np.zeros(512, bool)
+    for f in found:
+        if f.redacted:
+            covered[f.box.x : f.box.x + f.box.w] = True
+    assert covered[10:180].all()

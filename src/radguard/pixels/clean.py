@@ -23,6 +23,7 @@ from radguard.pixels.classify import (
     Classifier,
     Decision,
     Verdict,
+    digits_restored,
     header_identifiers,
     label_slips,
     reads_as_name,
@@ -53,6 +54,7 @@ _UNREAD = "nothing read"
 # a label reading (lexicon.nearest_label) keeps a line when it is at least this probable
 # relative to the best reading, and changes one character in this many (one at least)
 _LABEL_RATIO = 0.01
+_READ_AS = "clinical label (read as"  # the reason a label reading gives
 _CHARS_PER_EDIT = 4
 _SURE = 0.8  # confidence a second reading needs to keep a line as a clinical label
 _JOINED_MARK = re.compile(r"\s*([:/.\-])\s*")  # a clock's or date's mark with the spaces of a cut
@@ -217,11 +219,13 @@ class PixelCleaner:
                 continue
             # a clinical label that happens to share the row keeps its pixels; a letter or
             # two right next to the rest is more likely its end, cut off by the detector
+            # (a piece kept only for its label reading is painted with an identifying row)
             others = [f for f in row if f.verdict is not Verdict.CLINICAL]
             painted = [
                 f
                 for f in row
                 if f.verdict is not Verdict.CLINICAL
+                or f.why.startswith(_READ_AS)
                 or (len(_ALNUM.findall(f.text)) < _SHORTEST and _beside(f.box, others))
             ] or row
             score = min(f.score for f in row)
@@ -234,6 +238,7 @@ class PixelCleaner:
 
     def _decide(self, frame: int, line: Line, classifier: Classifier) -> TextFound | None:
         unsure = line.score < self.policy.min_score
+        replaced = False
         if (unsure or not _ALNUM.search(line.text)) and line.glyphs < _UNREADABLE_GLYPHS:
             # nothing read, or nothing surely, where the ink is not a row of glyphs (that is
             # painted as unreadable below, whatever a second reading says): a second reading
@@ -259,6 +264,7 @@ class PixelCleaner:
                 rest = tuple(o for o in line.others if o != (text, score))
                 if _ALNUM.search(line.text):  # the first reading stays a second one
                     rest += ((line.text, line.score),)
+                replaced = bool(_ALNUM.search(line.text))
                 line = replace(line, text=text, score=score, others=rest)
         unreadable = not _ALNUM.search(line.text) or line.score < self.policy.min_score
         # a box with room for a word where a few characters were made out (ink or no ink)
@@ -274,7 +280,7 @@ class PixelCleaner:
             return None
         decision = classifier.decide(line.text)
         if decision.verdict is not Verdict.IDENTIFYING and (line.others or line.label):
-            decision = _second_opinion(decision, line, classifier)
+            decision = _second_opinion(decision, line, classifier, settle=not replaced)
         identifying = decision.verdict is Verdict.IDENTIFYING
         if line.score < self.policy.min_score and not identifying:
             return None  # an unsure read of something that matches nothing: speckle, edges
@@ -556,9 +562,13 @@ def _beside(box: Box, others: list[TextFound]) -> bool:
     return False
 
 
-def _second_opinion(first: Decision, line: Line, classifier: Classifier) -> Decision:
+def _second_opinion(
+    first: Decision, line: Line, classifier: Classifier, settle: bool = True
+) -> Decision:
     """A reading checked against the line's second readings: identifying if any of them
-    identifies; an unknown one clinical if a confident second reading is a clinical label."""
+    identifies; an unknown one clinical if a confident second reading is a clinical label
+    or its label reading holds (``settle`` False: never clinical; the reading replaced an
+    unsure one)."""
     verdicts = [(classifier.decide(text), score) for text, score in line.others]
     for decision, _ in verdicts:
         if decision.verdict is Verdict.IDENTIFYING:
@@ -574,8 +584,9 @@ def _second_opinion(first: Decision, line: Line, classifier: Classifier) -> Deci
                 and len(_ALNUM.findall(text)) > shortest
             ):
                 return Decision(Verdict.UNKNOWN, "readings disagree (a longer reading is no label)")
-    if first.verdict is not Verdict.UNKNOWN or reads_as_name(line.text):
-        return first  # a name read clearly is not overruled by a reading that is a label
+    named = [line.text] + [t for t, p in line.others if p >= _SECOND_LOW]
+    if first.verdict is not Verdict.UNKNOWN or not settle or any(map(reads_as_name, named)):
+        return first  # a name read is not overruled by a reading that is a label
     length = len(_ALNUM.findall(line.text))
     for (text, _), (decision, score) in zip(line.others, verdicts, strict=True):
         # a clinical second reading that saw as much as the first (not a piece of it)
@@ -596,14 +607,19 @@ def _second_opinion(first: Decision, line: Line, classifier: Classifier) -> Deci
         saw_more = any(  # another reading saw more than the label explains
             p >= _SECOND_LOW and len(_ALNUM.findall(t)) > longest for t, p in line.others
         )
+        slipped = any(  # a clock or a date read with a letter for a digit (10:3Z)
+            classifier.decide(digits_restored(t)).verdict is Verdict.IDENTIFYING
+            for t in [line.text, *(t for t, _ in line.others)]
+        )
         if (
             edits is not None
             and not saw_more
+            and not slipped
             and edits <= max(1, len(_ALNUM.findall(text)) // _CHARS_PER_EDIT)
             and ratio >= _LABEL_RATIO
             and classifier.decide(text).verdict is Verdict.CLINICAL
         ):
-            return Decision(Verdict.CLINICAL, f"clinical label (read as {text}, {ratio:.2f})")
+            return Decision(Verdict.CLINICAL, f"{_READ_AS} {text}, {ratio:.2f})")
     return first
 
 
