@@ -463,71 +463,6 @@ def _glued(run: str) -> bool:
     return _fewest(run) < math.inf
 
 
-def label_slips(read: str, label: str) -> int | None:
-    """How many characters ``label`` changes in ``read`` (an OCR reading of the same line),
-    or None when it is no reading of it with slips a recognizer makes (case aside). A label
-    other than what was read keeps a line only so: a letter read for one it looks like
-    (``_CONFUSED``) or one the reading missed inside a word of four letters or more, at most
-    one per six letters of a word; a digit or symbol read for a letter (a change of the
-    word's letters); a symbol left out or read for another; a letter read for the digit it
-    looks like inside a token where a digit was read (``LLZ#5`` for ``L12-5``: not counted);
-    a space between characters read apart (free) or together (counted). Never a letter or
-    digit that was read left out or taken for a mark (RAIO is not RAO), a mark put between
-    digits read side by side, nor the ``:`` or ``/`` between two digits changed (clocks and
-    dates). A word whose letters change must not be read as a census name or a month, its
-    digits taken for any letter they look like (PEAL is not PEAK, JUNG and 1UNG not LUNG),
-    and must stand beside a clinical word read exactly (PIGHT FIDNEY LONG: LONG): alone, a
-    word a letter from a clinical word is how names look (NOCK, RIGHI)."""
-    upper = read.upper()
-    ops = _align(upper, label.upper())
-    if ops is None or _splits_a_number(ops, upper):
-        return None
-    in_number = _in_number(upper)
-    words = re.split(r"[ /-]", label.upper())
-    changed: dict[int, int] = {}  # label word -> letter edits in it
-    seen: dict[int, str] = {}  # label word -> the characters read where it stands
-    exact: set[int] = set(range(len(words)))
-    edits = 0
-    for kind, have, want, word, at in ops:
-        if word >= 0 and have.isalnum():
-            seen[word] = seen.get(word, "") + have
-        if kind == "same":
-            continue
-        if kind == "swap" and have.isalnum() and not want.isalnum():
-            return None  # a letter or digit read taken for a mark or a space is one left out
-        if want == " ":
-            continue  # spaces: _splits_a_number counted the ones between characters read
-        exact.discard(word)
-        if kind == "swap" and have.isalpha() and want.isdigit():
-            # a letter read for the digit it looks like (L12 as LLZ), in a token of digits
-            if _LOOK_ALIKE_DIGIT.get(have) != want or not in_number[at]:
-                return None
-            continue
-        edits += 1
-        if have.isalpha() and want.isalpha():  # a letter read for another
-            if frozenset((have, want)) not in _CONFUSED:
-                return None
-        elif kind == "missed" and want.isalpha():  # a letter the reading missed
-            if word < 0 or not _inside(ops, word, want):
-                return None
-        elif not want.isalpha():
-            continue  # a digit read for another, a symbol left out or read for a digit
-        # a digit or symbol read for a letter changes the word's letters too
-        changed[word] = changed.get(word, 0) + 1
-    edits += _joined(ops)
-    anchors = [
-        k
-        for k in exact
-        if len(words[k]) >= 2 and words[k] in CLINICAL_VOCABULARY and words[k] not in _TITLES
-    ]
-    for word, count in changed.items():
-        if count > max(1, len(words[word]) // 6) or not anchors:
-            return None
-        if _named(seen.get(word, "")):
-            return None
-    return edits
-
-
 def _named(read: str) -> bool:
     """``read`` (letters and digits of one word as read) is a census name or a month, its
     digits taken for any letter they look like (1UNG: JUNG; too many ways: a name)."""
@@ -544,44 +479,6 @@ def _named(read: str) -> bool:
 _NAME_TRIES = 64  # spellings of a word read with digits tried against the census at most
 
 
-def _in_number(read: str) -> list[bool]:
-    """Per character of ``read``: its token (between spaces) holds a digit."""
-    flags: list[bool] = []
-    for token in re.split(r"( )", read):
-        has = any(c.isdigit() for c in token)
-        flags.extend([has] * len(token))
-    return flags
-
-
-def _joined(ops: list[tuple[str, str, str, int, int]]) -> int:
-    """Spaces the label puts between characters read side by side (LIVERTRV as LIVER TRV:
-    one each; a space where the reading had one is free)."""
-    count = 0
-    for k, (kind, _, want, _, _) in enumerate(ops):
-        if kind != "missed" or want != " ":
-            continue
-        before = next((at for _, _, _, _, at in reversed(ops[:k]) if at >= 0), -1)
-        after = next((at for _, _, _, _, at in ops[k + 1 :] if at >= 0), -1)
-        if before >= 0 and after == before + 1:
-            count += 1
-    return count
-
-
-# letters read for the digits they look like
-_LOOK_ALIKE_DIGIT = {
-    "O": "0",
-    "Q": "0",
-    "D": "0",
-    "I": "1",
-    "L": "1",
-    "|": "1",
-    "S": "5",
-    "B": "8",
-    "Z": "2",
-    "G": "6",
-}
-
-
 # digits and the letters a recognizer reads them for
 _DIGIT_LETTERS = {
     "0": "DOQ",
@@ -596,88 +493,6 @@ _DIGIT_LETTERS = {
 }
 
 
-def _align(read: str, label: str) -> list[tuple[str, str, str, int, int]] | None:
-    """The cheapest edit of ``read`` into ``label`` (spaces free, a read letter or digit
-    never left out) as operations (kind, read character, label character, label word index,
-    read index or -1; kinds: same, swap, missed, dropped); None when there is none."""
-    r, lab = read, label
-    word_of = []
-    k = 0
-    for ch in lab:
-        if ch in " /-":  # words of a label: LIVER TRV, CM/S, L12-5
-            k += 1
-            word_of.append(-1)
-        else:
-            word_of.append(k)
-    inf = 10**6
-    n, m = len(r), len(lab)
-    cost = [[inf] * (m + 1) for _ in range(n + 1)]
-    cost[0][0] = 0
-    for i in range(n + 1):
-        for j in range(m + 1):
-            here = cost[i][j]
-            if here >= inf:
-                continue
-            if i < n:  # the reading's character left out
-                step = 0 if r[i] == " " else (inf if r[i].isalnum() else 1)
-                cost[i + 1][j] = min(cost[i + 1][j], here + step)
-            if j < m:  # a label character the reading missed
-                cost[i][j + 1] = min(cost[i][j + 1], here + (0 if lab[j] == " " else 1))
-            if i < n and j < m:
-                cost[i + 1][j + 1] = min(cost[i + 1][j + 1], here + (r[i] != lab[j]))
-    if cost[n][m] >= inf:
-        return None
-    ops: list[tuple[str, str, str, int, int]] = []
-    i, j = n, m
-    while i or j:
-        here = cost[i][j]
-        if i and j and cost[i - 1][j - 1] + (r[i - 1] != lab[j - 1]) == here:
-            kind = "same" if r[i - 1] == lab[j - 1] else "swap"
-            ops.append((kind, r[i - 1], lab[j - 1], word_of[j - 1], i - 1))
-            i, j = i - 1, j - 1
-        elif j and cost[i][j - 1] + (0 if lab[j - 1] == " " else 1) == here:
-            ops.append(("missed", "", lab[j - 1], word_of[j - 1], -1))
-            j -= 1
-        else:
-            if r[i - 1] != " ":
-                ops.append(("dropped", r[i - 1], "", -1, i - 1))
-            i -= 1
-    ops.reverse()
-    return ops
-
-
-def _splits_a_number(ops: list[tuple[str, str, str, int, int]], read: str) -> bool:
-    """The label puts a space, mark or point between two digits read side by side (an ID
-    read as short numbers: 482210 as 482 210, 4822 as 48.22), or changes the ``:`` or ``/``
-    read between two digits (a clock or a date: 10:32 as 10.32)."""
-    for k, (kind, have, want, _, at) in enumerate(ops):
-        if (
-            kind == "swap"
-            and have in ":/"
-            and 0 < at < len(read) - 1
-            and read[at - 1].isdigit()
-            and read[at + 1].isdigit()
-        ):
-            return True
-        if kind != "missed" or want.isalnum():
-            continue
-        before = next((h for _, h, _, _, _ in reversed(ops[:k]) if h), "")
-        after = next((h for _, h, _, _, _ in ops[k + 1 :] if h), "")
-        if before.isdigit() and after.isdigit():
-            return True
-    return False
-
-
-def _inside(ops: list[tuple[str, str, str, int, int]], word: int, letter: str) -> bool:
-    """The letter missed in ``word`` lies inside it (not first nor last) and the word has
-    four letters or more."""
-    chars = [(kind, want) for kind, _, want, w, _ in ops if w == word]
-    if sum(c.isalpha() for _, c in chars) < _LONG:
-        return False
-    missed = [k for k, (kind, want) in enumerate(chars) if kind == "missed" and want == letter]
-    return any(0 < k < len(chars) - 1 for k in missed)
-
-
 def reads_as_name(text: str) -> bool:
     """``text`` holds a word of four characters or more that is a census first name or
     surname (its digits taken for the letters they look like) and no clinical word (POOT,
@@ -686,14 +501,4 @@ def reads_as_name(text: str) -> bool:
         len(word) >= _LONG and word not in CLINICAL_VOCABULARY and _named(word)
         for word in re.findall(r"[A-Z0-9]+", text.upper())
         if not word.isdigit()
-    )
-
-
-def digits_restored(text: str) -> str:
-    """``text`` with the letters of its tokens that hold a digit taken for the digits they
-    look like (10:3Z: 10:32), as a clock or a date read with a slip would be."""
-    return re.sub(
-        r"\S*\d\S*",
-        lambda m: "".join(_LOOK_ALIKE_DIGIT.get(c, c) for c in m.group().upper()),
-        text,
     )

@@ -23,9 +23,7 @@ from radguard.pixels.classify import (
     Classifier,
     Decision,
     Verdict,
-    digits_restored,
     header_identifiers,
-    label_slips,
     reads_as_name,
 )
 from radguard.pixels.detect import (
@@ -51,11 +49,6 @@ _SHORT_BOX = 2.5  # ...in a box no wider than this many heights
 _WIDE = 4.0  # a box this many heights wide has room for a word: unreadable there is text
 _TOO_SHORT = "too short to identify"
 _UNREAD = "nothing read"
-# a label reading (lexicon.nearest_label) keeps a line when it is at least this probable
-# relative to the best reading, and changes one character in this many (one at least)
-_LABEL_RATIO = 0.01
-_READ_AS = "clinical label (read as"  # the reason a label reading gives
-_CHARS_PER_EDIT = 4
 _SURE = 0.8  # confidence a second reading needs to keep a line as a clinical label
 _JOINED_MARK = re.compile(r"\s*([:/.\-])\s*")  # a clock's or date's mark with the spaces of a cut
 _SLIVER = 3  # pixels a re-read piece may reach out of a kept line and still be part of it
@@ -219,13 +212,11 @@ class PixelCleaner:
                 continue
             # a clinical label that happens to share the row keeps its pixels; a letter or
             # two right next to the rest is more likely its end, cut off by the detector
-            # (a piece kept only for its label reading is painted with an identifying row)
             others = [f for f in row if f.verdict is not Verdict.CLINICAL]
             painted = [
                 f
                 for f in row
                 if f.verdict is not Verdict.CLINICAL
-                or f.why.startswith(_READ_AS)
                 or (len(_ALNUM.findall(f.text)) < _SHORTEST and _beside(f.box, others))
             ] or row
             score = min(f.score for f in row)
@@ -279,7 +270,7 @@ class PixelCleaner:
         if not _ALNUM.search(line.text):
             return None
         decision = classifier.decide(line.text)
-        if decision.verdict is not Verdict.IDENTIFYING and (line.others or line.label):
+        if decision.verdict is not Verdict.IDENTIFYING and line.others:
             decision = _second_opinion(decision, line, classifier, settle=not replaced)
         identifying = decision.verdict is Verdict.IDENTIFYING
         if line.score < self.policy.min_score and not identifying:
@@ -567,8 +558,7 @@ def _second_opinion(
 ) -> Decision:
     """A reading checked against the line's second readings: identifying if any of them
     identifies; an unknown one clinical if a confident second reading is a clinical label
-    or its label reading holds (``settle`` False: never clinical; the reading replaced an
-    unsure one)."""
+    (``settle`` False: never clinical; the reading replaced an unsure one)."""
     verdicts = [(classifier.decide(text), score) for text, score in line.others]
     for decision, _ in verdicts:
         if decision.verdict is Verdict.IDENTIFYING:
@@ -596,30 +586,6 @@ def _second_opinion(
             and len(_ALNUM.findall(text)) >= length
         ):
             return Decision(Verdict.CLINICAL, "clinical label (second reading)")
-    if line.label is not None:
-        # the reading in the labels' language that the recognizer finds nearly as likely as
-        # the one it made, changing a character or so of it the way recognizers slip
-        # (classify.label_slips): no reading of the line identifies, so the image is as
-        # good as read as that label ('PIGHT FIDNEY LONG' is RIGHT KIDNEY LONG)
-        text, ratio = line.label
-        edits = label_slips(line.text, text)
-        longest = len(_ALNUM.findall(text))
-        saw_more = any(  # another reading saw more than the label explains
-            p >= _SECOND_LOW and len(_ALNUM.findall(t)) > longest for t, p in line.others
-        )
-        slipped = any(  # a clock or a date read with a letter for a digit (10:3Z)
-            classifier.decide(digits_restored(t)).verdict is Verdict.IDENTIFYING
-            for t in [line.text, *(t for t, _ in line.others)]
-        )
-        if (
-            edits is not None
-            and not saw_more
-            and not slipped
-            and edits <= max(1, len(_ALNUM.findall(text)) // _CHARS_PER_EDIT)
-            and ratio >= _LABEL_RATIO
-            and classifier.decide(text).verdict is Verdict.CLINICAL
-        ):
-            return Decision(Verdict.CLINICAL, f"{_READ_AS} {text}, {ratio:.2f})")
     return first
 
 

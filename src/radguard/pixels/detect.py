@@ -261,7 +261,6 @@ def read_boxes(
     weak = [k for k, line in enumerate(lines) if line.score < _WEAK]
     seconds: dict[int, list[tuple[str, float]]] = {}
     kept_other: set[int] = set()  # lines whose kept reading is the other view's
-    labels: dict[int, tuple[str, float]] = {}  # nearest label readings of lines in doubt
     if weak:
         again = engine.read(other, [boxes[k] for k in weak])
         for k, line in zip(weak, again, strict=True):
@@ -283,7 +282,6 @@ def read_boxes(
             # kept: any that identifies makes the line identifying (clean._second_opinion)
             read_second = getattr(engine, "read_second", None)
             read_more = getattr(engine, "read_alternatives", None)
-            read_labels = getattr(engine, "read_labels", None)
             for view, group in (
                 (first, [k for k in unsure if k not in kept_other]),
                 (other, [k for k in unsure if k in kept_other]),
@@ -298,9 +296,6 @@ def read_boxes(
                     more = read_more(view, [replace(lines[k], box=boxes[k]) for k in group])
                     for k, alternatives in zip(group, more, strict=True):
                         seconds.setdefault(k, []).extend(alternatives)
-                if read_labels is not None:
-                    nearest = read_labels(view, [boxes[k] for k in group])
-                    labels.update((k, n) for k, n in zip(group, nearest, strict=True) if n)
                 # the box a little wider: a faint first or last letter the box cut or the
                 # reader dropped ('DOMEN' of ABDOMEN) may read in full
                 rows, cols = view.shape[:2]
@@ -314,7 +309,6 @@ def read_boxes(
             line.score,
             glyph_count(found.strokes, box),
             tuple(seconds.get(k, ())),
-            labels.get(k),
         )
         for k, (box, line) in enumerate(zip(boxes, lines, strict=True))
     ]

@@ -118,9 +118,6 @@ class Line:
     score: float
     glyphs: int = 0  # glyph-sized ink strokes in the box (0: not counted)
     others: tuple[tuple[str, float], ...] = ()  # second readings (text, confidence)
-    # the most probable reading that is a clinical label, and its probability relative to
-    # the best reading (lexicon.nearest_label; lines in doubt, radguard's recognizer only)
-    label: tuple[str, float] | None = None
 
 
 class OcrEngine(Protocol):

@@ -60,7 +60,6 @@ class LatinRecognizer:
         self.height = int(meta["height"])
         self.stride = int(meta["stride"])
         self._input = self._session.get_inputs()[0].name
-        self._last: tuple[list[bytes], list[NDArray[np.float32] | None]] = ([], [])
 
     def input_of(self, crop: Image) -> NDArray[np.uint8]:
         """A crop as the model reads it: brightest channel, 32 px high, width in proportion."""
@@ -103,28 +102,8 @@ class LatinRecognizer:
             )
         return found
 
-    def labels(self, crops: list[Image]) -> list[tuple[str, float] | None]:
-        """The most probable clinical-label reading of each crop and its probability relative
-        to the crop's best reading (:func:`radguard.pixels.lexicon.nearest_label`)."""
-        from radguard.pixels.lexicon import nearest_label
-
-        return [
-            nearest_label(probs, self.charset) if probs is not None else None
-            for probs in self.probs(crops)
-        ]
-
     def probs(self, crops: list[Image]) -> list[NDArray[np.float32] | None]:
-        """The model's class probabilities per step for each crop (None: nothing to read).
-        The crops of the last call are remembered: a line in doubt is asked for its
-        alternatives and then its label reading, one model run."""
-        keys = [_key(crop) for crop in crops]
-        if keys == self._last[0]:
-            return list(self._last[1])
-        results = self._run(crops)
-        self._last = (keys, results)
-        return results
-
-    def _run(self, crops: list[Image]) -> list[NDArray[np.float32] | None]:
+        """The model's class probabilities per step for each crop (None: nothing to read)."""
         results: list[NDArray[np.float32] | None] = [None] * len(crops)
         inputs = [
             (k, self.input_of(crop))
@@ -159,15 +138,6 @@ class LatinRecognizer:
     def decode(self, probs: NDArray[np.float32]) -> tuple[str, float]:
         """CTC greedy decoding of one crop's probabilities."""
         return ctc_greedy(probs, self.charset)
-
-
-def _key(crop: Image) -> bytes:
-    """A digest of a crop's shape and pixels."""
-    import hashlib
-
-    digest = hashlib.blake2b(repr(crop.shape).encode(), digest_size=16)
-    digest.update(np.ascontiguousarray(crop).tobytes())
-    return digest.digest()
 
 
 def beams(

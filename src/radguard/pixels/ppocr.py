@@ -295,13 +295,6 @@ class PpOcrEngine:
         crops = [_crop(image, line.box) for line in lines]
         return self._latin.alternatives(crops, [(line.text, line.score) for line in lines])
 
-    def read_labels(self, image: Image, boxes: list[Box]) -> list[tuple[str, float] | None]:
-        """The nearest clinical-label reading of each box by radguard's recognizer, with its
-        probability relative to the best reading; none when PP-OCR reads alone."""
-        if self._latin is None:
-            return [None for _ in boxes]
-        return self._latin.labels([_crop(image, box) for box in boxes])
-
     def read_crops(self, crops: list[Image]) -> list[tuple[str, float]]:
         """PP-OCR's text and confidence (mean of the emitted characters' probabilities) of
         each crop (grey or RGB, like the images)."""
