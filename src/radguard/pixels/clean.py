@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -32,11 +33,13 @@ from radguard.pixels.detect import (
     Pass,
     ScanStats,
     find_text,
+    glyph_band,
+    ink,
     read_boxes,
     read_frames,
     upscale_factor,
 )
-from radguard.pixels.engines import Box, Line, OcrEngine, get_engine, rows_of
+from radguard.pixels.engines import Box, Image, Line, OcrEngine, get_engine, rows_of
 from radguard.pixels.frames import Pixels, decode, display, fill_value, write_back
 from radguard.settings import PixelPolicy, PixelScan, UnknownText
 
@@ -54,6 +57,8 @@ _JOINED_MARK = re.compile(r"\s*([:/.\-])\s*")  # a clock's or date's mark with t
 _SLIVER = 3  # pixels a re-read piece may reach out of a kept line and still be part of it
 _ALONG = 1.0  # line heights an identifying line's paint reaches further along its row
 _SECOND_LOW = 0.5  # confidence a longer second reading needs to overrule a short label
+_GRAZE = 0.4  # share of the lower box that boxes on rows above and below may overlap by
+_BAND_SLACK = 0.4  # a glyph band's height added above and below it (accents, descenders)
 
 
 @dataclass
@@ -67,6 +72,8 @@ class TextFound:
     verdict: Verdict
     why: str
     redacted: bool
+    # the line's second readings, which its verdict may rest on (PHI like ``text``)
+    others: tuple[tuple[str, float], ...] = ()
 
     def public(self) -> dict[str, Any]:
         """A record safe to print: the text masked unless kept as clinical."""
@@ -167,17 +174,23 @@ class PixelCleaner:
         found = []
         size = (int(views.shape[2]), int(views.shape[1]))
         for frame, lines in enumerate(per_frame):
-            found.extend(self._judge(frame, lines, classifier, size))
+            found.extend(self._judge(frame, lines, classifier, size, views[frame]))
         return found
 
     def _judge(
-        self, frame: int, lines: list[Line], classifier: Classifier, size: tuple[int, int]
+        self,
+        frame: int,
+        lines: list[Line],
+        classifier: Classifier,
+        size: tuple[int, int],
+        view: Image | None = None,
     ) -> list[TextFound]:
         """Every line decided, then rows of pieces. Boxes dropped as no text (nothing read)
         still join rows: when the row identifies they are painted with it (the detector may
         cut a line where it crosses anatomy; the rest of it reads as nothing). Identifying
         lines are painted a line height further each way along their row, short of kept
-        lines there (``size``: the frame's columns and rows)."""
+        lines there (``size``: the frame's columns and rows), and kept off the glyphs of kept
+        lines above and below where ``view`` (the frame as read) shows them apart."""
         items: list[TextFound] = []
         unread: list[TextFound] = []
         for line in lines:
@@ -190,8 +203,17 @@ class PixelCleaner:
                 )
         found = items + self._rows(frame, items + unread, classifier)
         kept = [f.box for f in found if not f.redacted]
-        return [
+        found = [
             _reach_along(f, kept, *size) if f.verdict is Verdict.IDENTIFYING else f for f in found
+        ]
+        if view is None:
+            return found
+        labels = [f.box for f in found if not f.redacted and f.text]
+        return [
+            replace(f, box=_off_labels(f.box, labels, view, self.policy.margin))
+            if f.redacted and labels
+            else f
+            for f in found
         ]
 
     def _rows(self, frame: int, items: list[TextFound], classifier: Classifier) -> list[TextFound]:
@@ -293,7 +315,14 @@ class PixelCleaner:
             )
         )
         return TextFound(
-            frame, line.box, line.text, line.score, decision.verdict, decision.why, redact
+            frame,
+            line.box,
+            line.text,
+            line.score,
+            decision.verdict,
+            decision.why,
+            redact,
+            line.others,
         )
 
     def scan(self, ds: Dataset, identifiers: tuple[str, ...] | None = None) -> PixelReport:
@@ -421,7 +450,7 @@ class PixelCleaner:
                     digest.update(repr(region).encode())
                     digest.update(np.ascontiguousarray(crop).tobytes())
                 for item in known_here:
-                    digest.update(repr((item.box, item.text)).encode())
+                    digest.update(repr((item.box, item.text, item.others)).encode())
                 key = digest.digest()
                 if key in cache:
                     stats.reused += 1
@@ -432,7 +461,7 @@ class PixelCleaner:
                     )
                 lines.extend(cache[key])
             for frame in run:
-                found.extend(self._judge(frame, lines, classifier, (cols, rows)))
+                found.extend(self._judge(frame, lines, classifier, (cols, rows), views[frame]))
         stats.ocr_seconds += time.perf_counter() - started
         return found
 
@@ -480,7 +509,7 @@ class PixelCleaner:
                 None,
             )
             if same is not None:
-                lines.append(Line(in_frame, same.text, same.score))
+                lines.append(Line(in_frame, same.text, same.score, others=same.others))
             else:
                 unread.append((work_box, in_frame))
         read = read_boxes(found, self.engine, [w for w, _ in unread])
@@ -543,6 +572,56 @@ def _row_paint(painted: list[TextFound]) -> list[Box]:
     return boxes or [read[0]]
 
 
+def _off_labels(box: Box, labels: list[Box], view: Image, margin: int) -> Box:
+    """``box`` (to be painted, with ``margin``) trimmed where it grazes the box of a kept
+    label on the row above or below (detector boxes are padded, and grown over speckle), so
+    that its paint stays off the label's glyphs. The paint still covers the painted line's
+    glyph band in ``view`` with room for accents and descenders; what is trimmed off over
+    the label holds no row of glyphs but the label's (the re-read after painting keeps the
+    label's reading for boxes there, so it must hold nothing else to read); the rest of
+    what is trimmed off is read again with the paint's surroundings. Where the painted
+    line's glyphs are not made out, the box stands whole (the label is lost)."""
+    rows, cols = int(view.shape[0]), int(view.shape[1])
+    top, bottom = box.y, box.y + box.h
+    for label in labels:
+        if label.x >= box.x + box.w or label.x + label.w <= box.x:
+            continue
+        shared = min(label.y + label.h, box.y + box.h) - max(label.y, box.y)
+        if shared <= 0 or shared > _GRAZE * min(label.h, box.h):
+            continue
+        area = _clip(box.union(label).grow(12, cols, rows), cols, rows)
+        crop = view[area.y : area.y + area.h, area.x : area.x + area.w]
+        strokes = ink(np.ascontiguousarray(crop))
+        local = (box.shifted(-area.x, -area.y), label.shifted(-area.x, -area.y))
+        (count, p0, p1), (found, k0, k1) = (glyph_band(strokes, b) for b in local)
+        if count < 2 or not found:
+            return box  # the painted line's glyphs are not made out: no trimming at all
+        ink_top, ink_end = _banded(p0, p1)
+        if label.y < box.y:  # the label above: the paint starts below its glyphs
+            y0, y1 = top, area.y + min(math.floor(ink_top), k1 + margin)
+        else:  # below: the paint ends above them
+            y0, y1 = area.y + max(math.ceil(ink_end), k0 - margin), bottom
+        if y1 <= y0:
+            continue
+        x0, x1 = max(box.x, label.x), min(box.x + box.w, label.x + label.w)
+        over = Box(x0 - area.x, y0 - area.y, x1 - x0, y1 - y0)
+        if glyph_band(strokes, over)[0] >= 2:
+            return box  # a row of glyphs over the label that is not the label's
+        if label.y < box.y:
+            top = max(top, y1)
+        else:
+            bottom = min(bottom, y0)
+    if (top, bottom) == (box.y, box.y + box.h) or bottom <= top:
+        return box
+    return Box(box.x, top, box.w, bottom - top)
+
+
+def _banded(top: int, end: int) -> tuple[float, float]:
+    """A glyph band's rows with ``_BAND_SLACK`` of its height more above and below."""
+    slack = _BAND_SLACK * (end - top)
+    return top - slack, end + slack
+
+
 def _beside(box: Box, others: list[TextFound]) -> bool:
     """``box`` is within two thirds of a line height of one of ``others`` on its row."""
     for other in others:
@@ -578,14 +657,22 @@ def _second_opinion(
     if first.verdict is not Verdict.UNKNOWN or not settle or any(map(reads_as_name, named)):
         return first  # a name read is not overruled by a reading that is a label
     length = len(_ALNUM.findall(line.text))
+    sure: dict[str, int] = {}  # sure clinical second readings, by their characters
     for (text, _), (decision, score) in zip(line.others, verdicts, strict=True):
+        if decision.verdict is not Verdict.CLINICAL or score < _SURE:
+            continue
         # a clinical second reading that saw as much as the first (not a piece of it)
-        if (
-            decision.verdict is Verdict.CLINICAL
-            and score >= _SURE
-            and len(_ALNUM.findall(text)) >= length
-        ):
+        if len(_ALNUM.findall(text)) >= length:
             return Decision(Verdict.CLINICAL, "clinical label (second reading)")
+        if score > line.score:
+            chars = "".join(_ALNUM.findall(text)).upper()
+            sure[chars] = sure.get(chars, 0) + 1
+    # ...or two surer ones that agree, where the first saw one character more at an end
+    # ('PABDOMEN' where both read 'ABDOMEN': speckle the box took in); one character
+    # identifies no one, and two readings are rarely wrong alike
+    read = "".join(_ALNUM.findall(line.text)).upper()
+    if any(n >= 2 and chars in (read[1:], read[:-1]) for chars, n in sure.items()):
+        return Decision(Verdict.CLINICAL, "clinical label (two second readings agree)")
     return first
 
 
@@ -672,14 +759,18 @@ def _within(bare: Box | None, kept: Box) -> bool:
     """``bare`` (what paint left of a re-read box, :func:`_unpainted`) lies inside ``kept``
     but for slivers no glyph fits in (``_SLIVER`` pixels): a piece of a line already read
     whole, its unpainted pixels as they were then (the mosaic's detector cuts kept labels
-    into pieces, or takes paint in, and reads them worse). It holds nothing new to read;
+    into pieces, or takes paint in, and reads them worse; along the row the slivers may be
+    a sixth of the kept box's height wide). It holds nothing new to read;
     what the kept reading itself missed is no business of the re-read (it looks only near
     paint). None (all paint) is read as anything else."""
     if bare is None:
         return False
+    # along the row the detector's padding varies more with the box's height; a sixth of
+    # it is narrower than any glyph of the line (cap height is over half the box's)
+    along = max(_SLIVER, kept.h // 6)
     return (
-        bare.x >= kept.x - _SLIVER
-        and bare.x + bare.w <= kept.x + kept.w + _SLIVER
+        bare.x >= kept.x - along
+        and bare.x + bare.w <= kept.x + kept.w + along
         and bare.y >= kept.y - _SLIVER
         and bare.y + bare.h <= kept.y + kept.h + _SLIVER
     )

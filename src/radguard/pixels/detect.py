@@ -325,23 +325,36 @@ def glyph_count(strokes: NDArray[np.bool_], box: Box) -> int:
     more, not much wider than high, and most of them of one height on one baseline (the
     largest such group is counted). Text the engine cannot read still has them; speckle,
     anatomy and edges rarely line up so."""
+    return glyph_band(strokes, box)[0]
+
+
+def glyph_band(strokes: NDArray[np.bool_], box: Box) -> tuple[int, int, int]:
+    """The glyph-shaped pieces of :func:`glyph_count`: how many, and the first and last rows
+    (past the end) they span in ``strokes`` (0, 0, 0 when there are none)."""
     import cv2
 
     patch = strokes[box.y : box.y + box.h, box.x : box.x + box.w]
     if patch.size == 0 or not patch.any():
-        return 0
+        return 0, 0, 0
     _, _, table, _ = cv2.connectedComponentsWithStats(patch.astype(np.uint8), connectivity=8)
     low = max(3, box.h // 3)
     y, w, h, area = table[1:, 1], table[1:, 2], table[1:, 3], table[1:, 4]
     shaped = (h >= low) & (h <= box.h) & (w <= 2 * h + 2) & (area >= np.maximum(4, h))
     if shaped.sum() < 2:
-        return int(shaped.sum())
+        if not shaped.any():
+            return 0, 0, 0
+        k = int(np.argmax(shaped))
+        return 1, box.y + int(y[k]), box.y + int(y[k] + h[k])
     heights, bottoms = h[shaped].astype(np.float64), (y + h)[shaped].astype(np.float64)
     size = float(np.median(heights))
     same = (np.abs(heights - size) <= 0.35 * size) & (
         np.abs(bottoms - np.median(bottoms)) <= 0.25 * size
     )
-    return int(same.sum())
+    tops = y[shaped][same]
+    ends = (y + h)[shaped][same]
+    if not len(tops):
+        return 0, 0, 0
+    return int(same.sum()), box.y + int(tops.min()), box.y + int(ends.max())
 
 
 def read_frame(
