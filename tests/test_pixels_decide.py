@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from radguard.phantom.burn import BUILTIN, Font, text_mask
 from radguard.pixels.classify import Classifier, Decision, Verdict, reads_as_name
-from radguard.pixels.clean import PixelCleaner, _second_opinion
+from radguard.pixels.clean import PixelCleaner, _off_labels, _second_opinion, _within
+from radguard.pixels.detect import _tight
 from radguard.pixels.engines import Box, Line
 from radguard.settings import load_policy
 
@@ -112,3 +114,152 @@ def test_an_identifying_row_is_painted_piece_by_piece_not_as_one_rectangle(
     assert painted[309:346, 0:199].all()  # the unread piece and the gap, at the text's height
     assert not painted[284:306, 353:391].any()  # the label above keeps its pixels
     assert not painted[400:408, 0:190].any()  # the unread box's far rows are not painted
+
+
+def test_reread_piece_a_little_wider_than_a_kept_line_keeps_its_reading() -> None:
+    """Pixel bench seed 11, image 34: the re-read's detector boxed a kept 'ABDOMEN' (cap 24)
+    4 px further left than the first read did; the piece was read as '2PYWHN' and painted.
+    Along the row a sixth of the kept box's height is padding, not room for a glyph; above
+    and below, and further along, it is not."""
+    kept = Box(175, 341, 167, 41)
+    assert _within(Box(171, 348, 166, 19), kept)
+    assert not _within(Box(171, 348, 166, 19), Box(175, 341, 167, 14))  # a low box: 3 px
+    assert not _within(Box(175, 335, 160, 40), kept)  # 6 px above: a line may lie there
+    assert not _within(Box(160, 348, 180, 19), kept)  # 15 px along: room for a glyph
+    assert not _within(None, kept)  # all paint: read as anything else
+
+
+def test_a_reused_kept_reading_keeps_the_second_readings_its_verdict_rests_on(
+    cleaner: PixelCleaner,
+) -> None:
+    """A label kept on its second readings ('ABDOMLN' where PP-OCR read 'ABDOMEN'), when a
+    re-read piece reuses its reading, is judged with them again: kept, not painted as text
+    that is neither identifying nor a label."""
+    others = (("NDOMEN", 0.76), ("ABDOMEN", 0.94))
+    line = Line(Box(175, 341, 167, 41), "ABDOMLN", 0.96, 4, others)
+    (first,) = cleaner._judge(0, [line], Classifier([]), (512, 512))
+    assert not first.redacted and first.others == others
+    reused = Line(Box(171, 348, 166, 19), first.text, first.score, others=first.others)
+    (again,) = cleaner._judge(0, [reused], Classifier([]), (512, 512))
+    assert not again.redacted
+
+
+def test_two_surer_second_readings_that_agree_keep_a_label_read_with_a_character_more() -> None:
+    """Pixel bench seed 11, image 59: 'ABDOMEN' (cap 32) in a box grown over speckle read
+    'PABDOMEN' at 0.85; PP-OCR and the wider box read 'ABDOMEN' at 0.99 and 1.00."""
+    readings = (("ABDODEN", 0.9), ("ABDOMEN", 0.993), ("DABDOMEN", 0.36), ("ABDOMEN", 1.0))
+    line = Line(BOX, "PABDOMEN", 0.85, 8, readings)
+    assert _second_opinion(UNKNOWN, line, Classifier([])).verdict is Verdict.CLINICAL
+    unkept = [
+        Line(BOX, "PABDOMEN", 0.85, 8, (("ABDOMEN", 0.993),)),  # one reading alone
+        Line(BOX, "PABDOMEN", 0.95, 8, (("ABDOMEN", 0.92), ("ABDOMEN", 0.93))),  # less sure
+        Line(BOX, "PABDOMEN", 0.5, 8, (("ABDOMEN", 0.85), ("ABDOMEN", 0.88))),  # not sure
+        Line(BOX, "ABDXOMEN", 0.85, 8, readings),  # the character more is inside the word
+        Line(BOX, "PPABDOMEN", 0.85, 8, readings),  # two characters more
+        Line(BOX, "OLIVER", 0.85, 8, (("LIVER", 0.95), ("LIVER", 0.97))),  # a census name
+    ]
+    for line in unkept:
+        assert _second_opinion(UNKNOWN, line, Classifier([])).verdict is Verdict.UNKNOWN
+
+
+def _burn(view: np.ndarray, text: str, x: int, y: int) -> tuple[int, int]:
+    """``text`` in white at (x, y) in Pillow's own font; its glyph rows (first, past last)."""
+    mask = text_mask(text, Font(BUILTIN, 22))
+    view[y : y + mask.shape[0], x : x + mask.shape[1]][mask] = 255
+    rows = np.flatnonzero(mask.any(axis=1))
+    return y + int(rows[0]), y + int(rows[-1]) + 1
+
+
+def test_paint_grazing_a_kept_label_is_trimmed_off_its_glyphs_not_off_its_own() -> None:
+    """Pixel bench seed 11, image 44: the box of a name below a kept 'R', grown over speckle,
+    reached 13 rows into the label's box; painted with its margin, it took the R's foot.
+    Trimmed, the paint covers every row of the name and none of the label."""
+    view = np.full((140, 320), 30, np.uint8)
+    label_top, label_end = _burn(view, "LT KIDNEY", 20, 20)
+    name_top, name_end = _burn(view, "HALVORSEN", 20, label_end + 14)
+    label = Box(14, label_top - 8, 150, label_end - label_top + 16)
+    name = Box(14, label_end - 4, 200, name_end - label_end + 12)  # into the label's box
+    trimmed = _off_labels(name, [label], view, 3)
+    assert trimmed.y - 3 >= label_end  # the paint, margin and all, clears the label
+    assert trimmed.y <= name_top and trimmed.y + trimmed.h >= name_end
+    # the same for a label below the painted line
+    view = np.flipud(view).copy()
+    flip = [Box(b.x, 140 - b.y - b.h, b.w, b.h) for b in (label, name)]
+    trimmed = _off_labels(flip[1], [flip[0]], view, 3)
+    assert trimmed.y + trimmed.h + 3 <= 140 - label_end
+    assert trimmed.y <= 140 - name_end and trimmed.y + trimmed.h >= 140 - name_top
+
+
+def test_paint_is_not_trimmed_where_the_painted_line_is_not_made_out() -> None:
+    """No glyphs of the painted line seen (faint, or nothing there): the box stands whole;
+    and a label on the same row (more than a graze) never trims it."""
+    view = np.full((140, 320), 30, np.uint8)
+    label_top, label_end = _burn(view, "LT KIDNEY", 20, 20)
+    label = Box(14, label_top - 8, 150, label_end - label_top + 16)
+    name = Box(14, label_end - 6, 200, 40)
+    assert _off_labels(name, [label], view, 3) == name
+    _burn(view, "HALVORSEN", 20, label_end + 14)
+    row = Box(14, label_top - 4, 200, label.h)
+    assert _off_labels(row, [label], view, 3) == row
+
+
+def _tight_line(text: str, score: float, tight: tuple[str, float, int]) -> Line:
+    """Pixel bench seed 23, image 6: '12 cm' (cap 10) in a box grown over a speckle edge to
+    its right, read as a whole '12 cm wewh"'; read within its row of glyphs, '12 cm'."""
+    reading, sure, glyphs = tight
+    return Line(
+        Box(268, 388, 110, 22), text, score, 5, (), (Box(277, 388, 44, 22), reading, sure, glyphs)
+    )
+
+
+def test_a_label_read_within_its_glyphs_is_kept_and_the_rest_of_its_box_painted(
+    cleaner: PixelCleaner,
+) -> None:
+    found = cleaner._judge(
+        0, [_tight_line('12 cm wewh"', 0.71, ("12 cm", 0.99, 4))], Classifier([]), (512, 512)
+    )
+    kept = [f for f in found if not f.redacted]
+    assert [(f.text, f.box) for f in kept] == [("12 cm", Box(277, 388, 44, 22))]
+    painted = np.zeros(512, bool)
+    margin = cleaner.policy.margin
+    for f in found:
+        if f.redacted:
+            painted[f.box.x - margin : f.box.x + f.box.w + margin] = True
+    assert painted[268:277].all() and painted[321:378].all()  # all of the box but the label
+    assert not painted[277 + 2 : 321 - 2].any()  # the label's glyphs, and then some
+
+
+@pytest.mark.parametrize(
+    ("text", "score", "tight"),
+    [
+        ('12 cm wewh"', 0.71, ("12 cm", 0.7, 4)),  # not sure within its glyphs
+        ('12 cm wewh"', 0.71, ("12 cm", 0.99, 6)),  # glyphs the reading did not see
+        ('12 cm wewh"', 0.71, ("12 Tom", 0.99, 4)),  # no label
+        ("12 cm Jung", 0.71, ("12 cm", 0.99, 4)),  # a name read in the whole box
+        ("12 cm 03/04/1961", 0.71, ("12 cm", 0.99, 4)),  # the whole line identifies
+    ],
+)
+def test_a_line_is_not_split_where_the_reading_within_its_glyphs_is_not_a_sure_label(
+    cleaner: PixelCleaner, text: str, score: float, tight: tuple[str, float, int]
+) -> None:
+    found = cleaner._judge(0, [_tight_line(text, score, tight)], Classifier([]), (512, 512))
+    assert found and all(f.redacted for f in found)
+    whole = Box(268, 388, 110, 22)
+    assert any(f.box.overlap(whole) == whole.area for f in found)  # painted whole
+
+
+def test_a_box_grown_over_speckle_is_narrowed_to_its_row_of_glyphs() -> None:
+    """Glyph-shaped ink of one height on one baseline, lower-case letters beside it, and
+    specks of an edge further along: the box narrows to the letters (half a row's height
+    each side); a box that hugs its glyphs is not narrowed."""
+    strokes = np.zeros((60, 200), bool)
+    for x in (20, 30, 40):
+        strokes[20:30, x : x + 6] = True  # capitals, 10 px
+    strokes[23:30, 52:58] = True  # a lower-case letter, 7 px
+    for x in range(80, 180, 12):
+        strokes[26:29, x : x + 4] = True  # specks of an edge, 3 px high
+    narrowed = _tight(strokes, Box(10, 14, 180, 22), 200)
+    assert narrowed is not None
+    box, glyphs = narrowed
+    assert (box.x, box.x + box.w) == (15, 63) and glyphs == 4
+    assert _tight(strokes, Box(16, 14, 46, 22), 200) is None

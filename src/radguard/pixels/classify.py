@@ -19,6 +19,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 from functools import lru_cache
 
 from pydicom.dataset import Dataset
@@ -241,6 +242,27 @@ class Classifier:
         if self._builtin and _all_clinical(stripped):
             return Decision(Verdict.CLINICAL, "clinical label")
         return Decision(Verdict.UNKNOWN, "neither identifying nor a known clinical label")
+
+    def unread(self, text: str) -> tuple[int, int]:
+        """Characters of a header identifier that ``text`` (a reading that identifies) stops
+        short of, before and after it: where the detector cut a line ('ST. HILDEGARD
+        GENERAL' of 'ST. HILDEGARD GENERAL HOSPITAL'), the rest of the value is likely
+        burned on beside it. Counted on folded forms (no separators); a rest that the
+        reading holds elsewhere (names in another order) is not missing."""
+        folded = _fold(text)
+        if len(folded) < 4:
+            return 0, 0
+        before = after = 0
+        for value in self._folded:
+            a, b, size = SequenceMatcher(None, folded, value, autojunk=False).find_longest_match()
+            if size < 4:
+                continue
+            head, tail = value[:b], value[b + size :]
+            if a <= 1 and len(head) >= 2 and head not in folded:
+                before = max(before, len(head))
+            if len(folded) - (a + size) <= 1 and len(tail) >= 2 and tail not in folded:
+                after = max(after, len(tail))
+        return before, after
 
 
 def _without_honorifics(value: str) -> str:

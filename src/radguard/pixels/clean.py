@@ -33,7 +33,7 @@ from radguard.pixels.detect import (
     Pass,
     ScanStats,
     find_text,
-    glyph_band,
+    glyph_row,
     ink,
     read_boxes,
     read_frames,
@@ -56,7 +56,9 @@ _SURE = 0.8  # confidence a second reading needs to keep a line as a clinical la
 _JOINED_MARK = re.compile(r"\s*([:/.\-])\s*")  # a clock's or date's mark with the spaces of a cut
 _SLIVER = 3  # pixels a re-read piece may reach out of a kept line and still be part of it
 _ALONG = 1.0  # line heights an identifying line's paint reaches further along its row
+_REST = 1.35  # ...or characters' widths per character of its header value not read
 _SECOND_LOW = 0.5  # confidence a longer second reading needs to overrule a short label
+_AGREE = 0.9  # confidence each of two agreeing second readings needs (see _second_opinion)
 _GRAZE = 0.4  # share of the lower box that boxes on rows above and below may overlap by
 _BAND_SLACK = 0.4  # a glyph band's height added above and below it (accents, descenders)
 
@@ -196,7 +198,7 @@ class PixelCleaner:
         for line in lines:
             item = self._decide(frame, line, classifier)
             if item is not None:
-                items.append(item)
+                items.extend(self._split(item, line, classifier) or [item])
             else:
                 unread.append(
                     TextFound(frame, line.box, "", line.score, Verdict.UNKNOWN, _UNREAD, False)
@@ -204,7 +206,10 @@ class PixelCleaner:
         found = items + self._rows(frame, items + unread, classifier)
         kept = [f.box for f in found if not f.redacted]
         found = [
-            _reach_along(f, kept, *size) if f.verdict is Verdict.IDENTIFYING else f for f in found
+            _reach_along(f, kept, size[0], classifier.unread(f.text))
+            if f.verdict is Verdict.IDENTIFYING
+            else f
+            for f in found
         ]
         if view is None:
             return found
@@ -324,6 +329,36 @@ class PixelCleaner:
             redact,
             line.others,
         )
+
+    def _split(self, item: TextFound, line: Line, classifier: Classifier) -> list[TextFound] | None:
+        """A line painted as neither identifying nor clinical whose reading within its row of
+        glyphs (``Line.tight``) is a sure clinical label that saw every glyph of the row: that
+        part kept, the rest of the box painted as the whole was (the detector and the
+        growing over cut strokes took in speckle and edges, read as '12 cm wewh"'). None
+        when the line stands as it is."""
+        if (
+            line.tight is None
+            or item.verdict is not Verdict.UNKNOWN
+            or not item.redacted
+            or self.policy.redact_all
+        ):
+            return None
+        box, text, score, glyphs = line.tight
+        decision = classifier.decide(text)
+        if score < _SURE or decision.verdict is not Verdict.CLINICAL:
+            return None
+        if len(_ALNUM.findall(text)) + 1 < glyphs:
+            return None  # glyphs the reading did not account for: they may be anything
+        named = [line.text] + [t for t, p in line.others if p >= _SECOND_LOW]
+        if any(map(reads_as_name, named)):
+            return None  # a name read is not overruled by a reading that is a label
+        whole, margin = line.box, self.policy.margin
+        why = f"{decision.why} (read within its glyphs)"
+        label = TextFound(item.frame, box, text, score, decision.verdict, why, False)
+        left = Box(whole.x, whole.y, box.x - margin - whole.x, whole.h)
+        right_x = box.x + box.w + margin
+        right = Box(right_x, whole.y, whole.x + whole.w - right_x, whole.h)
+        return [label] + [replace(item, box=b) for b in (left, right) if b.w > 0]
 
     def scan(self, ds: Dataset, identifiers: tuple[str, ...] | None = None) -> PixelReport:
         """What text is where and what would be done with it (``ds`` is not changed)."""
@@ -576,11 +611,12 @@ def _off_labels(box: Box, labels: list[Box], view: Image, margin: int) -> Box:
     """``box`` (to be painted, with ``margin``) trimmed where it grazes the box of a kept
     label on the row above or below (detector boxes are padded, and grown over speckle), so
     that its paint stays off the label's glyphs. The paint still covers the painted line's
-    glyph band in ``view`` with room for accents and descenders; what is trimmed off over
-    the label holds no row of glyphs but the label's (the re-read after painting keeps the
-    label's reading for boxes there, so it must hold nothing else to read); the rest of
-    what is trimmed off is read again with the paint's surroundings. Where the painted
-    line's glyphs are not made out, the box stands whole (the label is lost)."""
+    glyph band in ``view`` with room for accents and descenders, and reaches no further
+    than ``margin`` past the label's glyphs: over the label (where the re-read after
+    painting keeps the label's reading) the rows trimmed off are the label's own and a
+    strip too low for a glyph; beside it, they are read again with the paint's
+    surroundings. Where the painted line's glyphs are not made out, the box stands whole
+    (the label is lost)."""
     rows, cols = int(view.shape[0]), int(view.shape[1])
     top, bottom = box.y, box.y + box.h
     for label in labels:
@@ -593,20 +629,16 @@ def _off_labels(box: Box, labels: list[Box], view: Image, margin: int) -> Box:
         crop = view[area.y : area.y + area.h, area.x : area.x + area.w]
         strokes = ink(np.ascontiguousarray(crop))
         local = (box.shifted(-area.x, -area.y), label.shifted(-area.x, -area.y))
-        (count, p0, p1), (found, k0, k1) = (glyph_band(strokes, b) for b in local)
-        if count < 2 or not found:
+        painted, kept = (glyph_row(strokes, b) for b in local)
+        if painted.glyphs < 2 or not kept.glyphs:
             return box  # the painted line's glyphs are not made out: no trimming at all
-        ink_top, ink_end = _banded(p0, p1)
+        ink_top, ink_end = _banded(painted.top, painted.end)
         if label.y < box.y:  # the label above: the paint starts below its glyphs
-            y0, y1 = top, area.y + min(math.floor(ink_top), k1 + margin)
+            y0, y1 = top, area.y + min(math.floor(ink_top), kept.end + margin)
         else:  # below: the paint ends above them
-            y0, y1 = area.y + max(math.ceil(ink_end), k0 - margin), bottom
+            y0, y1 = area.y + max(math.ceil(ink_end), kept.top - margin), bottom
         if y1 <= y0:
             continue
-        x0, x1 = max(box.x, label.x), min(box.x + box.w, label.x + label.w)
-        over = Box(x0 - area.x, y0 - area.y, x1 - x0, y1 - y0)
-        if glyph_band(strokes, over)[0] >= 2:
-            return box  # a row of glyphs over the label that is not the label's
         if label.y < box.y:
             top = max(top, y1)
         else:
@@ -664,7 +696,7 @@ def _second_opinion(
         # a clinical second reading that saw as much as the first (not a piece of it)
         if len(_ALNUM.findall(text)) >= length:
             return Decision(Verdict.CLINICAL, "clinical label (second reading)")
-        if score > line.score:
+        if score > line.score and score >= _AGREE:
             chars = "".join(_ALNUM.findall(text)).upper()
             sure[chars] = sure.get(chars, 0) + 1
     # ...or two surer ones that agree, where the first saw one character more at an end
@@ -714,14 +746,21 @@ def _same_place(box: Box, other: Box, paint: list[Box]) -> bool:
     return not any(grown.overlap(p) for p in paint)
 
 
-def _reach_along(found: TextFound, kept: list[Box], cols: int, rows: int) -> TextFound:
+def _reach_along(
+    found: TextFound, kept: list[Box], cols: int, unread: tuple[int, int] = (0, 0)
+) -> TextFound:
     """An identifying line with its box reaching ``_ALONG`` line heights further left and
     right, short of the kept lines there: where text crosses from a flat border into
     speckle the detector often stops a character or two short ('Aug-2024' of
-    '04-Aug-2024'), and neither that piece nor the box's edge reads as anything alone."""
+    '04-Aug-2024'), and neither that piece nor the box's edge reads as anything alone.
+    Further where the header value it matches goes on (``unread``: characters missing
+    before and after it, :meth:`Classifier.unread`), at the width of the characters read,
+    a third more for the separators folded away."""
     box = found.box
-    reach = box.grow(max(2, int(_ALONG * box.h)), cols, rows, vertical=0)
-    x0, x1 = reach.x, reach.x + reach.w
+    along = max(2, int(_ALONG * box.h))
+    width = box.w / max(len(found.text.strip()), 1)
+    left, right = (max(along, math.ceil(_REST * n * width)) for n in unread)
+    x0, x1 = max(0, box.x - left), min(cols, box.x + box.w + right)
     for other in kept:
         shared = min(other.y + other.h, box.y + box.h) - max(other.y, box.y)
         if shared < 0.5 * min(other.h, box.h):

@@ -36,6 +36,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -261,6 +262,7 @@ def read_boxes(
     weak = [k for k, line in enumerate(lines) if line.score < _WEAK]
     seconds: dict[int, list[tuple[str, float]]] = {}
     kept_other: set[int] = set()  # lines whose kept reading is the other view's
+    tights: dict[int, tuple[Box, str, float, int]] = {}  # readings within the glyphs
     if weak:
         again = engine.read(other, [boxes[k] for k in weak])
         for k, line in zip(weak, again, strict=True):
@@ -302,6 +304,11 @@ def read_boxes(
                 wider = [_widened(boxes[k], cols, rows) for k in group]
                 for k, line in zip(group, engine.read(view, wider), strict=True):
                     seconds.setdefault(k, []).append((line.text, line.score))
+                # and narrowed to its row of glyphs, where speckle beside them was read too
+                narrowed = [(k, *t) for k in group if (t := _tight(found.strokes, boxes[k], cols))]
+                read = engine.read(view, [b for _, b, _ in narrowed]) if narrowed else []
+                for (k, b, glyphs), line in zip(narrowed, read, strict=True):
+                    tights[k] = (found.to_image(b), line.text, line.score, glyphs)
     return [
         Line(
             found.to_image(box),
@@ -309,6 +316,7 @@ def read_boxes(
             line.score,
             glyph_count(found.strokes, box),
             tuple(seconds.get(k, ())),
+            tights.get(k),
         )
         for k, (box, line) in enumerate(zip(boxes, lines, strict=True))
     ]
@@ -325,36 +333,85 @@ def glyph_count(strokes: NDArray[np.bool_], box: Box) -> int:
     more, not much wider than high, and most of them of one height on one baseline (the
     largest such group is counted). Text the engine cannot read still has them; speckle,
     anatomy and edges rarely line up so."""
-    return glyph_band(strokes, box)[0]
+    return glyph_row(strokes, box).glyphs
 
 
-def glyph_band(strokes: NDArray[np.bool_], box: Box) -> tuple[int, int, int]:
-    """The glyph-shaped pieces of :func:`glyph_count`: how many, and the first and last rows
-    (past the end) they span in ``strokes`` (0, 0, 0 when there are none)."""
+class GlyphRow(NamedTuple):
+    """The glyph-shaped pieces of :func:`glyph_count`: how many, and the rows and columns
+    they span in ``strokes`` (ends past the last; all 0 when there are none)."""
+
+    glyphs: int
+    top: int
+    end: int
+    left: int
+    right: int
+
+
+def glyph_row(strokes: NDArray[np.bool_], box: Box, low: int | None = None) -> GlyphRow:
+    """The row of glyph-shaped ink pieces in ``box`` (see :func:`glyph_count`; ``low``: the
+    least height of a glyph, a third of the box's by default)."""
     import cv2
 
     patch = strokes[box.y : box.y + box.h, box.x : box.x + box.w]
     if patch.size == 0 or not patch.any():
-        return 0, 0, 0
+        return GlyphRow(0, 0, 0, 0, 0)
     _, _, table, _ = cv2.connectedComponentsWithStats(patch.astype(np.uint8), connectivity=8)
-    low = max(3, box.h // 3)
-    y, w, h, area = table[1:, 1], table[1:, 2], table[1:, 3], table[1:, 4]
+    low = max(3, box.h // 3) if low is None else low
+    x, y, w, h, area = (table[1:, k] for k in range(5))
     shaped = (h >= low) & (h <= box.h) & (w <= 2 * h + 2) & (area >= np.maximum(4, h))
-    if shaped.sum() < 2:
-        if not shaped.any():
-            return 0, 0, 0
-        k = int(np.argmax(shaped))
-        return 1, box.y + int(y[k]), box.y + int(y[k] + h[k])
-    heights, bottoms = h[shaped].astype(np.float64), (y + h)[shaped].astype(np.float64)
-    size = float(np.median(heights))
-    same = (np.abs(heights - size) <= 0.35 * size) & (
-        np.abs(bottoms - np.median(bottoms)) <= 0.25 * size
+    if shaped.sum() >= 2:
+        heights, bottoms = h[shaped].astype(np.float64), (y + h)[shaped].astype(np.float64)
+        size = float(np.median(heights))
+        same = (np.abs(heights - size) <= 0.35 * size) & (
+            np.abs(bottoms - np.median(bottoms)) <= 0.25 * size
+        )
+        shaped[np.flatnonzero(shaped)[~same]] = False
+    if not shaped.any():
+        return GlyphRow(0, 0, 0, 0, 0)
+    x, y, w, h = x[shaped], y[shaped], w[shaped], h[shaped]
+    return GlyphRow(
+        int(shaped.sum()),
+        box.y + int(y.min()),
+        box.y + int((y + h).max()),
+        box.x + int(x.min()),
+        box.x + int((x + w).max()),
     )
-    tops = y[shaped][same]
-    ends = (y + h)[shaped][same]
-    if not len(tops):
-        return 0, 0, 0
-    return int(same.sum()), box.y + int(tops.min()), box.y + int(ends.max())
+
+
+def _tight(strokes: NDArray[np.bool_], box: Box, cols: int) -> tuple[Box, int] | None:
+    """``box`` narrowed to its row of glyphs (glyph-shaped ink of one height on one
+    baseline, and the ink beside it in that band at least half as high: lower-case and thin
+    letters), with half the row's height each side, when the box reaches a glyph's width
+    further on either side (the detector, and the growing over cut strokes, take in
+    speckle and edges whose reading spoils the line's); and the glyphs in the row. None
+    when the box is no wider than its glyphs or holds no row of them."""
+    import cv2
+
+    row = glyph_row(strokes, box)
+    if row.glyphs < 2:  # glyphs under a third of the box's height (a box grown over speckle)
+        row = glyph_row(strokes, box, low=3)
+    if row.glyphs < 2:
+        return None
+    band = row.end - row.top
+    left, right = row.left, row.right
+    patch = strokes[box.y : box.y + box.h, box.x : box.x + box.w]
+    _, _, table, _ = cv2.connectedComponentsWithStats(patch.astype(np.uint8), connectivity=8)
+    x, y, w, h = (table[1:, k] for k in range(4))
+    x, y = x + box.x, y + box.y
+    inside = np.minimum(y + h, row.end) - np.maximum(y, row.top)
+    beside = (2 * inside >= h) & (2 * h >= band)  # lower-case letters, not specks
+    pieces = sorted(zip(x[beside], (x + w)[beside], strict=True))
+    for x0, x1 in pieces:  # ink in the band, reached from the row a gap of a band at most
+        if x0 <= right + band and x1 > right:
+            right = int(x1)
+    for x0, x1 in reversed(pieces):
+        if x1 >= left - band and x0 < left:
+            left = int(x0)
+    pad = max(2, band // 2)
+    left, right = max(box.x, left - pad), min(cols, box.x + box.w, right + pad)
+    if left - box.x < pad and box.x + box.w - right < pad:
+        return None
+    return Box(left, box.y, right - left, box.h), row.glyphs
 
 
 def read_frame(
