@@ -3,6 +3,7 @@ names the header does not hold, sure and unsure readings, rows."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from radguard.phantom.burn import BUILTIN, Font, text_mask
 from radguard.pixels.classify import Classifier, Decision, Verdict, reads_as_name
 from radguard.pixels.clean import PixelCleaner, _off_labels, _second_opinion, _within
-from radguard.pixels.detect import _tight
+from radguard.pixels.detect import _tight, ink
 from radguard.pixels.engines import Box, Line
 from radguard.settings import load_policy
 
@@ -173,21 +174,24 @@ def _burn(view: np.ndarray, text: str, x: int, y: int) -> tuple[int, int]:
 def test_paint_grazing_a_kept_label_is_trimmed_off_its_glyphs_not_off_its_own() -> None:
     """Pixel bench seed 11, image 44: the box of a name below a kept 'R', grown over speckle,
     reached 13 rows into the label's box; painted with its margin, it took the R's foot.
-    Trimmed, the paint covers every row of the name and none of the label."""
+    Trimmed over the label's columns, the paint covers every row of the name and none of
+    the label; beside the label, the box stands whole (second review)."""
     view = np.full((140, 320), 30, np.uint8)
     label_top, label_end = _burn(view, "LT KIDNEY", 20, 20)
     name_top, name_end = _burn(view, "HALVORSEN", 20, label_end + 14)
     label = Box(14, label_top - 8, 150, label_end - label_top + 16)
     name = Box(14, label_end - 4, 200, name_end - label_end + 12)  # into the label's box
-    trimmed = _off_labels(name, [label], view, 3)
-    assert trimmed.y - 3 >= label_end  # the paint, margin and all, clears the label
-    assert trimmed.y <= name_top and trimmed.y + trimmed.h >= name_end
+    over, beside = _off_labels(name, [label], view, 3)
+    assert (over.x, over.x + over.w) == (14, 164) and beside == Box(164, name.y, 50, name.h)
+    assert over.y - 3 >= label_end  # the paint, margin and all, clears the label
+    assert over.y <= name_top and over.y + over.h >= name_end
     # the same for a label below the painted line
     view = np.flipud(view).copy()
     flip = [Box(b.x, 140 - b.y - b.h, b.w, b.h) for b in (label, name)]
-    trimmed = _off_labels(flip[1], [flip[0]], view, 3)
-    assert trimmed.y + trimmed.h + 3 <= 140 - label_end
-    assert trimmed.y <= 140 - name_end and trimmed.y + trimmed.h >= 140 - name_top
+    over, beside = _off_labels(flip[1], [flip[0]], view, 3)
+    assert over.y + over.h + 3 <= 140 - label_end
+    assert over.y <= 140 - name_end and over.y + over.h >= 140 - name_top
+    assert (beside.x, beside.y, beside.h) == (164, flip[1].y, flip[1].h)
 
 
 def test_paint_is_not_trimmed_where_the_painted_line_is_not_made_out() -> None:
@@ -197,10 +201,10 @@ def test_paint_is_not_trimmed_where_the_painted_line_is_not_made_out() -> None:
     label_top, label_end = _burn(view, "LT KIDNEY", 20, 20)
     label = Box(14, label_top - 8, 150, label_end - label_top + 16)
     name = Box(14, label_end - 6, 200, 40)
-    assert _off_labels(name, [label], view, 3) == name
+    assert _off_labels(name, [label], view, 3) == [name]
     _burn(view, "HALVORSEN", 20, label_end + 14)
     row = Box(14, label_top - 4, 200, label.h)
-    assert _off_labels(row, [label], view, 3) == row
+    assert _off_labels(row, [label], view, 3) == [row]
 
 
 def _tight_line(text: str, score: float, tight: tuple[str, float, int]) -> Line:
@@ -263,3 +267,50 @@ def test_a_box_grown_over_speckle_is_narrowed_to_its_row_of_glyphs() -> None:
     box, glyphs = narrowed
     assert (box.x, box.x + box.w) == (15, 63) and glyphs == 4
     assert _tight(strokes, Box(16, 14, 46, 22), 200) is None
+
+
+def test_a_split_keeps_only_its_row_of_glyphs_not_a_row_below_it(cleaner: PixelCleaner) -> None:
+    """(review) A tall box holding 'LIVER' and, below it, an ID of the header: read as a
+    whole 'LIVER wewh', narrowed 'LIVER'. The kept box is the row's band, not the box's
+    height: the ID is painted."""
+    view = np.full((120, 400), 30, np.uint8)
+    _burn(view, "LIVER", 40, 20)
+    id_top, id_end = _burn(view, "4471", 44, 46)
+    strokes = ink(view)
+    whole = Box(30, 14, 260, 62)
+    tight = _tight(strokes, whole, 400)
+    assert tight is not None
+    box, pieces = tight
+    assert box.y + box.h <= id_top
+    line = Line(
+        whole, "LIVER wewh", 0.7, pieces, (("LIVFR wcwh", 0.6),), (box, "LIVER", 0.95, pieces)
+    )
+    found = cleaner._judge(0, [line], Classifier(["4471"]), (400, 120), view)
+    painted = np.zeros(view.shape, bool)
+    for f in found:
+        if f.redacted:
+            b = f.box.grow(cleaner.policy.margin, 400, 120)
+            painted[b.y : b.y + b.h, b.x : b.x + b.w] = True
+    assert painted[id_top:id_end, 44:100].all()
+    assert [f.text for f in found if not f.redacted] == ["LIVER"]
+
+
+def test_a_line_with_an_unsure_identifying_reading_is_not_split(cleaner: PixelCleaner) -> None:
+    """(review) Read unsure as 'ee 5mn' with a second reading '03/04/1961' at 0.4: a
+    reading within its glyphs that is a label does not keep part of it."""
+    line = Line(Box(268, 388, 110, 22), "ee 5mn", 0.3, 2, (("03/04/1961", 0.4),))
+    line = replace(line, tight=(Box(271, 388, 44, 22), "12 cm", 0.99, 4))
+    found = cleaner._judge(0, [line], Classifier([]), (512, 512))
+    assert found and all(f.redacted for f in found)
+
+
+def test_two_agreeing_readings_do_not_keep_a_box_with_more_glyphs_than_they_read() -> None:
+    """(review) Two sure readings agreeing on 'KIDNEY' where the first read 'KIDNEYS' in a
+    box of 14 glyph pieces (a faint line going on): not kept; nor an agreement on nothing."""
+    readings = (("KIDNEY", 0.95), ("KIDNEY", 0.93))
+    line = Line(BOX, "KIDNEYX", 0.6, 14, readings)
+    assert _second_opinion(UNKNOWN, line, Classifier([])).verdict is Verdict.UNKNOWN
+    line = Line(BOX, "KIDNEYX", 0.6, 7, readings)
+    assert _second_opinion(UNKNOWN, line, Classifier([])).verdict is Verdict.CLINICAL
+    line = Line(BOX, "7", 0.6, 9, (("  ", 0.95), (" ", 0.93)))
+    assert _second_opinion(UNKNOWN, line, Classifier([])).verdict is Verdict.UNKNOWN

@@ -55,6 +55,7 @@ _UNREAD = "nothing read"
 _SURE = 0.8  # confidence a second reading needs to keep a line as a clinical label
 _JOINED_MARK = re.compile(r"\s*([:/.\-])\s*")  # a clock's or date's mark with the spaces of a cut
 _SLIVER = 3  # pixels a re-read piece may reach out of a kept line and still be part of it
+_ALONG_SLIVER = 7  # ...along its row at most (a sixth of the kept box's height)
 _ALONG = 1.0  # line heights an identifying line's paint reaches further along its row
 _REST = 1.35  # ...or characters' widths per character of its header value not read
 _SECOND_LOW = 0.5  # confidence a longer second reading needs to overrule a short label
@@ -214,11 +215,14 @@ class PixelCleaner:
         if view is None:
             return found
         labels = [f.box for f in found if not f.redacted and f.text]
+        if not labels:
+            return found
         return [
-            replace(f, box=_off_labels(f.box, labels, view, self.policy.margin))
-            if f.redacted and labels
-            else f
+            replace(f, box=b)
             for f in found
+            for b in (
+                _off_labels(f.box, labels, view, self.policy.margin) if f.redacted else [f.box]
+            )
         ]
 
     def _rows(self, frame: int, items: list[TextFound], classifier: Classifier) -> list[TextFound]:
@@ -332,10 +336,11 @@ class PixelCleaner:
 
     def _split(self, item: TextFound, line: Line, classifier: Classifier) -> list[TextFound] | None:
         """A line painted as neither identifying nor clinical whose reading within its row of
-        glyphs (``Line.tight``) is a sure clinical label that saw every glyph of the row: that
-        part kept, the rest of the box painted as the whole was (the detector and the
-        growing over cut strokes took in speckle and edges, read as '12 cm wewh"'). None
-        when the line stands as it is."""
+        glyphs (``Line.tight``: the box narrowed left and right, above and below) is a sure
+        clinical label that accounts for every piece of ink there: that part kept, the rest
+        of the box painted as the whole was (the detector and the growing over cut strokes
+        took in speckle and edges, read as '12 cm wewh"'). Never where any reading of the
+        line identifies or holds a name. None when the line stands as it is."""
         if (
             line.tight is None
             or item.verdict is not Verdict.UNKNOWN
@@ -343,22 +348,21 @@ class PixelCleaner:
             or self.policy.redact_all
         ):
             return None
-        box, text, score, glyphs = line.tight
+        box, text, score, pieces = line.tight
         decision = classifier.decide(text)
         if score < _SURE or decision.verdict is not Verdict.CLINICAL:
             return None
-        if len(_ALNUM.findall(text)) + 1 < glyphs:
-            return None  # glyphs the reading did not account for: they may be anything
+        if len(_ALNUM.findall(text)) + 1 < pieces:
+            return None  # ink the reading did not account for: it may be anything
+        readings = [item.text, line.text] + [t for t, _ in line.others]
+        if any(classifier.decide(t).verdict is Verdict.IDENTIFYING for t in readings):
+            return None  # unsure identifying readings count here too
         named = [line.text] + [t for t, p in line.others if p >= _SECOND_LOW]
         if any(map(reads_as_name, named)):
             return None  # a name read is not overruled by a reading that is a label
-        whole, margin = line.box, self.policy.margin
         why = f"{decision.why} (read within its glyphs)"
         label = TextFound(item.frame, box, text, score, decision.verdict, why, False)
-        left = Box(whole.x, whole.y, box.x - margin - whole.x, whole.h)
-        right_x = box.x + box.w + margin
-        right = Box(right_x, whole.y, whole.x + whole.w - right_x, whole.h)
-        return [label] + [replace(item, box=b) for b in (left, right) if b.w > 0]
+        return [label] + [replace(item, box=b) for b in _around(line.box, box, self.policy.margin)]
 
     def scan(self, ds: Dataset, identifiers: tuple[str, ...] | None = None) -> PixelReport:
         """What text is where and what would be done with it (``ds`` is not changed)."""
@@ -607,20 +611,40 @@ def _row_paint(painted: list[TextFound]) -> list[Box]:
     return boxes or [read[0]]
 
 
-def _off_labels(box: Box, labels: list[Box], view: Image, margin: int) -> Box:
-    """``box`` (to be painted, with ``margin``) trimmed where it grazes the box of a kept
-    label on the row above or below (detector boxes are padded, and grown over speckle), so
-    that its paint stays off the label's glyphs. The paint still covers the painted line's
-    glyph band in ``view`` with room for accents and descenders, and reaches no further
-    than ``margin`` past the label's glyphs: over the label (where the re-read after
-    painting keeps the label's reading) the rows trimmed off are the label's own and a
-    strip too low for a glyph; beside it, they are read again with the paint's
-    surroundings. Where the painted line's glyphs are not made out, the box stands whole
-    (the label is lost)."""
+def _around(whole: Box, part: Box, margin: int) -> list[Box]:
+    """``whole`` but ``part`` (inside it), as boxes that, painted with ``margin``, reach the
+    edges of ``part`` and not into it: left and right of it the box's full height, above
+    and below it its width. A strip no wider than ``margin`` is still painted (1 px wide)."""
+    x1, y1 = part.x + part.w, part.y + part.h
+    end_x, end_y = whole.x + whole.w, whole.y + whole.h
+    boxes = []
+    if part.x > whole.x:
+        boxes.append(Box(whole.x, whole.y, max(1, part.x - margin - whole.x), whole.h))
+    if end_x > x1:
+        start = min(x1 + margin, end_x - 1)
+        boxes.append(Box(start, whole.y, end_x - start, whole.h))
+    if part.y > whole.y:
+        boxes.append(Box(part.x, whole.y, part.w, max(1, part.y - margin - whole.y)))
+    if end_y > y1:
+        start = min(y1 + margin, end_y - 1)
+        boxes.append(Box(part.x, start, part.w, end_y - start))
+    return boxes
+
+
+def _off_labels(box: Box, labels: list[Box], view: Image, margin: int) -> list[Box]:
+    """``box`` (to be painted, with ``margin``) trimmed, over the columns of a kept label on
+    the row above or below whose box it grazes (detector boxes are padded, and grown over
+    speckle), so that its paint stays off the label's glyphs. The paint still covers the
+    painted line's glyph band in ``view`` with room for accents and descenders, and reaches
+    no further than ``margin`` past the label's glyphs: the rows trimmed off are the
+    label's own and a strip too low for a glyph, in the label's columns only (where the
+    re-read after painting keeps the label's reading). Where the painted line's glyphs are
+    not made out, the box stands whole (the label is lost)."""
     rows, cols = int(view.shape[0]), int(view.shape[1])
-    top, bottom = box.y, box.y + box.h
+    end = box.x + box.w
+    cuts: list[tuple[int, int, int, int]] = []  # columns over a label, and the rows painted
     for label in labels:
-        if label.x >= box.x + box.w or label.x + label.w <= box.x:
+        if label.x >= end or label.x + label.w <= box.x:
             continue
         shared = min(label.y + label.h, box.y + box.h) - max(label.y, box.y)
         if shared <= 0 or shared > _GRAZE * min(label.h, box.h):
@@ -631,21 +655,31 @@ def _off_labels(box: Box, labels: list[Box], view: Image, margin: int) -> Box:
         local = (box.shifted(-area.x, -area.y), label.shifted(-area.x, -area.y))
         painted, kept = (glyph_row(strokes, b) for b in local)
         if painted.glyphs < 2 or not kept.glyphs:
-            return box  # the painted line's glyphs are not made out: no trimming at all
+            return [box]  # the painted line's glyphs are not made out: no trimming at all
         ink_top, ink_end = _banded(painted.top, painted.end)
+        top, bottom = box.y, box.y + box.h
         if label.y < box.y:  # the label above: the paint starts below its glyphs
-            y0, y1 = top, area.y + min(math.floor(ink_top), kept.end + margin)
+            top = max(top, area.y + min(math.floor(ink_top), kept.end + margin))
         else:  # below: the paint ends above them
-            y0, y1 = area.y + max(math.ceil(ink_end), kept.top - margin), bottom
-        if y1 <= y0:
-            continue
-        if label.y < box.y:
-            top = max(top, y1)
+            bottom = min(bottom, area.y + max(math.ceil(ink_end), kept.top - margin))
+        cuts.append((max(box.x, label.x), min(end, label.x + label.w), top, bottom))
+    if not cuts:
+        return [box]
+    edges = sorted({box.x, end, *(c[0] for c in cuts), *(c[1] for c in cuts)})
+    pieces: list[Box] = []
+    for x0, x1 in itertools.pairwise(edges):
+        top, bottom = box.y, box.y + box.h
+        for c0, c1, c_top, c_bottom in cuts:
+            if c0 <= x0 and x1 <= c1:
+                top, bottom = max(top, c_top), min(bottom, c_bottom)
+        if bottom <= top:
+            return [box]
+        last = pieces[-1] if pieces else None
+        if last is not None and (last.y, last.h) == (top, bottom - top):
+            pieces[-1] = Box(last.x, top, x1 - last.x, bottom - top)
         else:
-            bottom = min(bottom, y0)
-    if (top, bottom) == (box.y, box.y + box.h) or bottom <= top:
-        return box
-    return Box(box.x, top, box.w, bottom - top)
+            pieces.append(Box(x0, top, x1 - x0, bottom - top))
+    return pieces
 
 
 def _banded(top: int, end: int) -> tuple[float, float]:
@@ -703,7 +737,8 @@ def _second_opinion(
     # ('PABDOMEN' where both read 'ABDOMEN': speckle the box took in); one character
     # identifies no one, and two readings are rarely wrong alike
     read = "".join(_ALNUM.findall(line.text)).upper()
-    if any(n >= 2 and chars in (read[1:], read[:-1]) for chars, n in sure.items()):
+    agree = [c for c, n in sure.items() if n >= 2 and len(c) >= 3 and line.glyphs <= len(c) + 1]
+    if any(chars in (read[1:], read[:-1]) for chars in agree):
         return Decision(Verdict.CLINICAL, "clinical label (two second readings agree)")
     return first
 
@@ -806,7 +841,7 @@ def _within(bare: Box | None, kept: Box) -> bool:
         return False
     # along the row the detector's padding varies more with the box's height; a sixth of
     # it is narrower than any glyph of the line (cap height is over half the box's)
-    along = max(_SLIVER, kept.h // 6)
+    along = max(_SLIVER, min(kept.h // 6, _ALONG_SLIVER))
     return (
         bare.x >= kept.x - along
         and bare.x + bare.w <= kept.x + kept.w + along

@@ -381,9 +381,10 @@ def glyph_row(strokes: NDArray[np.bool_], box: Box, low: int | None = None) -> G
 def _tight(strokes: NDArray[np.bool_], box: Box, cols: int) -> tuple[Box, int] | None:
     """``box`` narrowed to its row of glyphs (glyph-shaped ink of one height on one
     baseline, and the ink beside it in that band at least half as high: lower-case and thin
-    letters), with half the row's height each side, when the box reaches a glyph's width
-    further on either side (the detector, and the growing over cut strokes, take in
-    speckle and edges whose reading spoils the line's); and the glyphs in the row. None
+    letters), with half the row's height on each side and above and below, when the box
+    reaches a glyph's width further left or right (the detector, and the growing over cut
+    strokes, take in speckle and edges whose reading spoils the line's); and how many
+    pieces of ink 3 px high or more lie in it (centred), glyphs of the row or not. None
     when the box is no wider than its glyphs or holds no row of them."""
     import cv2
 
@@ -411,7 +412,10 @@ def _tight(strokes: NDArray[np.bool_], box: Box, cols: int) -> tuple[Box, int] |
     left, right = max(box.x, left - pad), min(cols, box.x + box.w, right + pad)
     if left - box.x < pad and box.x + box.w - right < pad:
         return None
-    return Box(left, box.y, right - left, box.h), row.glyphs
+    top, end = max(box.y, row.top - pad), min(box.y + box.h, row.end + pad)
+    centre_x, centre_y = x + w / 2, y + h / 2
+    held = (centre_x >= left) & (centre_x < right) & (centre_y >= top) & (centre_y < end)
+    return Box(left, top, right - left, end - top), int((held & (h >= 3)).sum())
 
 
 def read_frame(
