@@ -149,14 +149,16 @@ def test_two_surer_second_readings_that_agree_keep_a_label_read_with_a_character
     """Pixel bench seed 11, image 59: 'ABDOMEN' (cap 32) in a box grown over speckle read
     'PABDOMEN' at 0.85; PP-OCR and the wider box read 'ABDOMEN' at 0.99 and 1.00."""
     readings = (("ABDODEN", 0.9), ("ABDOMEN", 0.993), ("DABDOMEN", 0.36), ("ABDOMEN", 1.0))
-    line = Line(BOX, "PABDOMEN", 0.85, 8, readings)
+    line = Line(BOX, "PABDOMEN", 0.85, 8, readings, pieces=9)
     assert _second_opinion(UNKNOWN, line, Classifier([])).verdict is Verdict.CLINICAL
     unkept = [
-        Line(BOX, "PABDOMEN", 0.85, 8, (("ABDOMEN", 0.993),)),  # one reading alone
-        Line(BOX, "PABDOMEN", 0.95, 8, (("ABDOMEN", 0.92), ("ABDOMEN", 0.93))),  # less sure
-        Line(BOX, "PABDOMEN", 0.5, 8, (("ABDOMEN", 0.85), ("ABDOMEN", 0.88))),  # not sure
-        Line(BOX, "ABDXOMEN", 0.85, 8, readings),  # the character more is inside the word
-        Line(BOX, "PPABDOMEN", 0.85, 8, readings),  # two characters more
+        Line(BOX, "PABDOMEN", 0.85, 8, (("ABDOMEN", 0.993),), pieces=9),  # one reading alone
+        Line(
+            BOX, "PABDOMEN", 0.95, 8, (("ABDOMEN", 0.92), ("ABDOMEN", 0.93)), pieces=9
+        ),  # less sure
+        Line(BOX, "PABDOMEN", 0.5, 8, (("ABDOMEN", 0.85), ("ABDOMEN", 0.88)), pieces=9),  # not sure
+        Line(BOX, "ABDXOMEN", 0.85, 8, readings, pieces=9),  # the character more is inside the word
+        Line(BOX, "PPABDOMEN", 0.85, 8, readings, pieces=9),  # two characters more
         Line(BOX, "OLIVER", 0.85, 8, (("LIVER", 0.95), ("LIVER", 0.97))),  # a census name
     ]
     for line in unkept:
@@ -180,7 +182,7 @@ def test_paint_grazing_a_kept_label_is_trimmed_off_its_glyphs_not_off_its_own() 
     label_top, label_end = _burn(view, "LT KIDNEY", 20, 20)
     name_top, name_end = _burn(view, "HALVORSEN", 20, label_end + 14)
     label = Box(14, label_top - 8, 150, label_end - label_top + 16)
-    name = Box(14, label_end - 4, 200, name_end - label_end + 12)  # into the label's box
+    name = Box(14, label_end, 200, name_end - label_end + 8)  # into the label's box
     over, beside = _off_labels(name, [label], view, 3)
     assert (over.x, over.x + over.w) == (14, 164) and beside == Box(164, name.y, 50, name.h)
     assert over.y - 3 >= label_end  # the paint, margin and all, clears the label
@@ -211,9 +213,8 @@ def _tight_line(text: str, score: float, tight: tuple[str, float, int]) -> Line:
     """Pixel bench seed 23, image 6: '12 cm' (cap 10) in a box grown over a speckle edge to
     its right, read as a whole '12 cm wewh"'; read within its row of glyphs, '12 cm'."""
     reading, sure, glyphs = tight
-    return Line(
-        Box(268, 388, 110, 22), text, score, 5, (), (Box(277, 388, 44, 22), reading, sure, glyphs)
-    )
+    within = (Box(277, 388, 44, 22), reading, sure, glyphs)
+    return Line(Box(268, 388, 110, 22), text, score, 5, tight=within)
 
 
 def test_a_label_read_within_its_glyphs_is_kept_and_the_rest_of_its_box_painted(
@@ -282,9 +283,8 @@ def test_a_split_keeps_only_its_row_of_glyphs_not_a_row_below_it(cleaner: PixelC
     assert tight is not None
     box, pieces = tight
     assert box.y + box.h <= id_top
-    line = Line(
-        whole, "LIVER wewh", 0.7, pieces, (("LIVFR wcwh", 0.6),), (box, "LIVER", 0.95, pieces)
-    )
+    within = (box, "LIVER", 0.95, pieces)
+    line = Line(whole, "LIVER wewh", 0.7, pieces, (("LIVFR wcwh", 0.6),), tight=within)
     found = cleaner._judge(0, [line], Classifier(["4471"]), (400, 120), view)
     painted = np.zeros(view.shape, bool)
     for f in found:
@@ -304,13 +304,16 @@ def test_a_line_with_an_unsure_identifying_reading_is_not_split(cleaner: PixelCl
     assert found and all(f.redacted for f in found)
 
 
-def test_two_agreeing_readings_do_not_keep_a_box_with_more_glyphs_than_they_read() -> None:
-    """(review) Two sure readings agreeing on 'KIDNEY' where the first read 'KIDNEYS' in a
-    box of 14 glyph pieces (a faint line going on): not kept; nor an agreement on nothing."""
+def test_two_agreeing_readings_do_not_keep_a_box_with_more_ink_than_they_read() -> None:
+    """(reviews) Two sure readings agreeing on 'KIDNEY' where the first read 'KIDNEYX' in a
+    box of 14 pieces of ink (a faint line going on, or a smaller ID beside the label, its
+    glyphs not in the label's row): not kept; nor where the ink was not counted, nor an
+    agreement on nothing."""
     readings = (("KIDNEY", 0.95), ("KIDNEY", 0.93))
-    line = Line(BOX, "KIDNEYX", 0.6, 14, readings)
-    assert _second_opinion(UNKNOWN, line, Classifier([])).verdict is Verdict.UNKNOWN
-    line = Line(BOX, "KIDNEYX", 0.6, 7, readings)
+    for pieces in (14, 0):
+        line = Line(BOX, "KIDNEYX", 0.6, 6, readings, pieces=pieces)
+        assert _second_opinion(UNKNOWN, line, Classifier([])).verdict is Verdict.UNKNOWN
+    line = Line(BOX, "KIDNEYX", 0.6, 7, readings, pieces=8)
     assert _second_opinion(UNKNOWN, line, Classifier([])).verdict is Verdict.CLINICAL
-    line = Line(BOX, "7", 0.6, 9, (("  ", 0.95), (" ", 0.93)))
+    line = Line(BOX, "7", 0.6, 9, (("  ", 0.95), (" ", 0.93)), pieces=2)
     assert _second_opinion(UNKNOWN, line, Classifier([])).verdict is Verdict.UNKNOWN

@@ -75,8 +75,10 @@ class TextFound:
     verdict: Verdict
     why: str
     redacted: bool
-    # the line's second readings, which its verdict may rest on (PHI like ``text``)
+    # the line's second readings, which its verdict may rest on (PHI like ``text``), and
+    # the pieces of ink in its box (``Line.pieces``)
     others: tuple[tuple[str, float], ...] = ()
+    pieces: int = 0
 
     def public(self) -> dict[str, Any]:
         """A record safe to print: the text masked unless kept as clinical."""
@@ -332,6 +334,7 @@ class PixelCleaner:
             decision.why,
             redact,
             line.others,
+            line.pieces,
         )
 
     def _split(self, item: TextFound, line: Line, classifier: Classifier) -> list[TextFound] | None:
@@ -548,7 +551,8 @@ class PixelCleaner:
                 None,
             )
             if same is not None:
-                lines.append(Line(in_frame, same.text, same.score, others=same.others))
+                reading = Line(in_frame, same.text, same.score, 0, same.others, same.pieces)
+                lines.append(reading)
             else:
                 unread.append((work_box, in_frame))
         read = read_boxes(found, self.engine, [w for w, _ in unread])
@@ -652,17 +656,26 @@ def _off_labels(box: Box, labels: list[Box], view: Image, margin: int) -> list[B
         area = _clip(box.union(label).grow(12, cols, rows), cols, rows)
         crop = view[area.y : area.y + area.h, area.x : area.x + area.w]
         strokes = ink(np.ascontiguousarray(crop))
-        local = (box.shifted(-area.x, -area.y), label.shifted(-area.x, -area.y))
-        painted, kept = (glyph_row(strokes, b) for b in local)
+        own, theirs = box.shifted(-area.x, -area.y), label.shifted(-area.x, -area.y)
+        painted = glyph_row(strokes, own)
+        outside = strokes.copy()  # the label's glyphs as seen outside the painted box
+        outside[own.y : own.y + own.h, own.x : own.x + own.w] = False
+        kept = glyph_row(outside, theirs)
         if painted.glyphs < 2 or not kept.glyphs:
             return [box]  # the painted line's glyphs are not made out: no trimming at all
         ink_top, ink_end = _banded(painted.top, painted.end)
         top, bottom = box.y, box.y + box.h
         if label.y < box.y:  # the label above: the paint starts below its glyphs
             top = max(top, area.y + min(math.floor(ink_top), kept.end + margin))
+            strip = (box.y, top)
         else:  # below: the paint ends above them
             bottom = min(bottom, area.y + max(math.ceil(ink_end), kept.top - margin))
-        cuts.append((max(box.x, label.x), min(end, label.x + label.w), top, bottom))
+            strip = (bottom, box.y + box.h)
+        x0, x1 = max(box.x, label.x), min(end, label.x + label.w)
+        trimmed = strokes[strip[0] - area.y : strip[1] - area.y, x0 - area.x : x1 - area.x]
+        if strip[1] - strip[0] > margin + 1 and trimmed.any():
+            return [box]  # ink in more rows than a margin's: it may be a row of text
+        cuts.append((x0, x1, top, bottom))
     if not cuts:
         return [box]
     edges = sorted({box.x, end, *(c[0] for c in cuts), *(c[1] for c in cuts)})
@@ -734,10 +747,11 @@ def _second_opinion(
             chars = "".join(_ALNUM.findall(text)).upper()
             sure[chars] = sure.get(chars, 0) + 1
     # ...or two surer ones that agree, where the first saw one character more at an end
-    # ('PABDOMEN' where both read 'ABDOMEN': speckle the box took in); one character
-    # identifies no one, and two readings are rarely wrong alike
+    # ('PABDOMEN' where both read 'ABDOMEN': speckle the box took in), in a box with no
+    # more pieces of ink than they read and two (one character identifies no one, and two
+    # readings are rarely wrong alike)
     read = "".join(_ALNUM.findall(line.text)).upper()
-    agree = [c for c, n in sure.items() if n >= 2 and len(c) >= 3 and line.glyphs <= len(c) + 1]
+    agree = [c for c, n in sure.items() if n >= 2 and len(c) >= 3 and 0 < line.pieces <= len(c) + 2]
     if any(chars in (read[1:], read[:-1]) for chars in agree):
         return Decision(Verdict.CLINICAL, "clinical label (two second readings agree)")
     return first

@@ -316,6 +316,7 @@ def read_boxes(
             line.score,
             glyph_count(found.strokes, box),
             tuple(seconds.get(k, ())),
+            ink_count(found.strokes, box) if k in seconds else 0,
             tights.get(k),
         )
         for k, (box, line) in enumerate(zip(boxes, lines, strict=True))
@@ -334,6 +335,17 @@ def glyph_count(strokes: NDArray[np.bool_], box: Box) -> int:
     largest such group is counted). Text the engine cannot read still has them; speckle,
     anatomy and edges rarely line up so."""
     return glyph_row(strokes, box).glyphs
+
+
+def ink_count(strokes: NDArray[np.bool_], box: Box) -> int:
+    """Pieces of ink 3 px high or more in ``box``, glyph-shaped or not."""
+    import cv2
+
+    patch = strokes[box.y : box.y + box.h, box.x : box.x + box.w]
+    if patch.size == 0 or not patch.any():
+        return 0
+    _, _, table, _ = cv2.connectedComponentsWithStats(patch.astype(np.uint8), connectivity=8)
+    return int((table[1:, 3] >= 3).sum())
 
 
 class GlyphRow(NamedTuple):
@@ -384,7 +396,7 @@ def _tight(strokes: NDArray[np.bool_], box: Box, cols: int) -> tuple[Box, int] |
     letters), with half the row's height on each side and above and below, when the box
     reaches a glyph's width further left or right (the detector, and the growing over cut
     strokes, take in speckle and edges whose reading spoils the line's); and how many
-    pieces of ink 3 px high or more lie in it (centred), glyphs of the row or not. None
+    pieces of ink 3 px high or more reach into it, glyphs of the row or not. None
     when the box is no wider than its glyphs or holds no row of them."""
     import cv2
 
@@ -413,9 +425,8 @@ def _tight(strokes: NDArray[np.bool_], box: Box, cols: int) -> tuple[Box, int] |
     if left - box.x < pad and box.x + box.w - right < pad:
         return None
     top, end = max(box.y, row.top - pad), min(box.y + box.h, row.end + pad)
-    centre_x, centre_y = x + w / 2, y + h / 2
-    held = (centre_x >= left) & (centre_x < right) & (centre_y >= top) & (centre_y < end)
-    return Box(left, top, right - left, end - top), int((held & (h >= 3)).sum())
+    touch = (x < right) & (x + w > left) & (y < end) & (y + h > top) & (h >= 3)
+    return Box(left, top, right - left, end - top), int(touch.sum())
 
 
 def read_frame(

@@ -118,7 +118,9 @@ class Line:
     score: float
     glyphs: int = 0  # glyph-sized ink strokes in the box (0: not counted)
     others: tuple[tuple[str, float], ...] = ()  # second readings (text, confidence)
-    # lines in doubt: the box narrowed to its row of glyphs, what was read there, and how
+    # lines in doubt: pieces of ink 3 px high or more in the box (0: not counted), ...
+    pieces: int = 0
+    # ...the box narrowed to its row of glyphs, what was read there, and how
     # many glyph-shaped ink pieces the row holds
     tight: tuple[Box, str, float, int] | None = None
 
