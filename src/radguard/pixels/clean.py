@@ -853,8 +853,8 @@ def _within(bare: Box | None, kept: Box) -> bool:
     paint). None (all paint) is read as anything else."""
     if bare is None:
         return False
-    # along the row the detector's padding varies more with the box's height; a sixth of
-    # it is narrower than any glyph of the line (cap height is over half the box's)
+    # along the row the detector's padding varies more with the box's height: a sixth of
+    # it, 7 px at most, a sliver of one glyph at most (one character identifies no one)
     along = max(_SLIVER, min(kept.h // 6, _ALONG_SLIVER))
     return (
         bare.x >= kept.x - along

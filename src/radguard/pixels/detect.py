@@ -337,15 +337,17 @@ def glyph_count(strokes: NDArray[np.bool_], box: Box) -> int:
     return glyph_row(strokes, box).glyphs
 
 
+def _box_pieces(strokes: NDArray[np.bool_], box: Box) -> Pieces:
+    """The connected pieces of ink in ``box`` (x, y, w, h, area; x and y in ``strokes``)."""
+    pieces = ink_pieces(strokes[box.y : box.y + box.h, box.x : box.x + box.w])
+    pieces[:, 0] += box.x
+    pieces[:, 1] += box.y
+    return pieces
+
+
 def ink_count(strokes: NDArray[np.bool_], box: Box) -> int:
     """Pieces of ink 3 px high or more in ``box``, glyph-shaped or not."""
-    import cv2
-
-    patch = strokes[box.y : box.y + box.h, box.x : box.x + box.w]
-    if patch.size == 0 or not patch.any():
-        return 0
-    _, _, table, _ = cv2.connectedComponentsWithStats(patch.astype(np.uint8), connectivity=8)
-    return int((table[1:, 3] >= 3).sum())
+    return int((_box_pieces(strokes, box)[:, 3] >= 3).sum())
 
 
 class GlyphRow(NamedTuple):
@@ -362,14 +364,8 @@ class GlyphRow(NamedTuple):
 def glyph_row(strokes: NDArray[np.bool_], box: Box, low: int | None = None) -> GlyphRow:
     """The row of glyph-shaped ink pieces in ``box`` (see :func:`glyph_count`; ``low``: the
     least height of a glyph, a third of the box's by default)."""
-    import cv2
-
-    patch = strokes[box.y : box.y + box.h, box.x : box.x + box.w]
-    if patch.size == 0 or not patch.any():
-        return GlyphRow(0, 0, 0, 0, 0)
-    _, _, table, _ = cv2.connectedComponentsWithStats(patch.astype(np.uint8), connectivity=8)
     low = max(3, box.h // 3) if low is None else low
-    x, y, w, h, area = (table[1:, k] for k in range(5))
+    x, y, w, h, area = _box_pieces(strokes, box).T
     shaped = (h >= low) & (h <= box.h) & (w <= 2 * h + 2) & (area >= np.maximum(4, h))
     if shaped.sum() >= 2:
         heights, bottoms = h[shaped].astype(np.float64), (y + h)[shaped].astype(np.float64)
@@ -382,11 +378,7 @@ def glyph_row(strokes: NDArray[np.bool_], box: Box, low: int | None = None) -> G
         return GlyphRow(0, 0, 0, 0, 0)
     x, y, w, h = x[shaped], y[shaped], w[shaped], h[shaped]
     return GlyphRow(
-        int(shaped.sum()),
-        box.y + int(y.min()),
-        box.y + int((y + h).max()),
-        box.x + int(x.min()),
-        box.x + int((x + w).max()),
+        int(shaped.sum()), int(y.min()), int((y + h).max()), int(x.min()), int((x + w).max())
     )
 
 
@@ -398,8 +390,6 @@ def _tight(strokes: NDArray[np.bool_], box: Box, cols: int) -> tuple[Box, int] |
     strokes, take in speckle and edges whose reading spoils the line's); and how many
     pieces of ink 3 px high or more reach into it, glyphs of the row or not. None
     when the box is no wider than its glyphs or holds no row of them."""
-    import cv2
-
     row = glyph_row(strokes, box)
     if row.glyphs < 2:  # glyphs under a third of the box's height (a box grown over speckle)
         row = glyph_row(strokes, box, low=3)
@@ -407,10 +397,7 @@ def _tight(strokes: NDArray[np.bool_], box: Box, cols: int) -> tuple[Box, int] |
         return None
     band = row.end - row.top
     left, right = row.left, row.right
-    patch = strokes[box.y : box.y + box.h, box.x : box.x + box.w]
-    _, _, table, _ = cv2.connectedComponentsWithStats(patch.astype(np.uint8), connectivity=8)
-    x, y, w, h = (table[1:, k] for k in range(4))
-    x, y = x + box.x, y + box.y
+    x, y, w, h, _ = _box_pieces(strokes, box).T
     inside = np.minimum(y + h, row.end) - np.maximum(y, row.top)
     beside = (2 * inside >= h) & (2 * h >= band)  # lower-case letters, not specks
     pieces = sorted(zip(x[beside], (x + w)[beside], strict=True))

@@ -120,8 +120,8 @@ class Line:
     others: tuple[tuple[str, float], ...] = ()  # second readings (text, confidence)
     # lines in doubt: pieces of ink 3 px high or more in the box (0: not counted), ...
     pieces: int = 0
-    # ...the box narrowed to its row of glyphs, what was read there, and how
-    # many glyph-shaped ink pieces the row holds
+    # ...the box narrowed to its row of glyphs, what was read there, and how many pieces
+    # of ink 3 px high or more reach into the narrowed box
     tight: tuple[Box, str, float, int] | None = None
 
 
