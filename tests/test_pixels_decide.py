@@ -265,9 +265,99 @@ def test_a_box_grown_over_speckle_is_narrowed_to_its_row_of_glyphs() -> None:
         strokes[26:29, x : x + 4] = True  # specks of an edge, 3 px high
     narrowed = _tight(strokes, Box(10, 14, 180, 22), 200)
     assert narrowed is not None
-    box, glyphs = narrowed
+    read, box, glyphs = narrowed
     assert (box.x, box.x + box.w) == (15, 63) and glyphs == 4
+    assert (read.x, read.w) == (box.x, box.w) and read.y <= box.y and read.h >= box.h
     assert _tight(strokes, Box(16, 14, 46, 22), 200) is None
+
+
+def _glyphs(strokes: np.ndarray, xs: range | list[int], top: int, height: int, width: int) -> None:
+    for x in xs:
+        strokes[top : top + height, x : x + width] = True
+
+
+def test_specks_far_smaller_than_a_big_labels_glyphs_are_not_counted_as_its_ink() -> None:
+    """Pixel bench seed 23, image 46: 'C5-1' at cap 40 in a box grown over a speckle band,
+    16 pieces of ink in its narrowed box, most of them specks 3-7 px high: the reading
+    'C5-1' could not account for them, and the label was painted. Specks under 40% of the
+    row's height are not counted; glyphs are."""
+    strokes = np.zeros((120, 400), bool)
+    _glyphs(strokes, [20, 60, 100], 30, 40, 24)  # three glyphs of a 40 px label
+    for x, y in ((50, 35), (90, 50), (130, 60), (140, 33), (55, 72)):
+        strokes[y : y + 4, x : x + 3] = True  # specks, 4 px high
+    strokes[40:60, 300:330] = True  # an edge further along the box
+    narrowed = _tight(strokes, Box(10, 20, 380, 60), 400)
+    assert narrowed is not None
+    _, box, counted = narrowed
+    assert counted == 3 and box.x + box.w < 300
+
+
+def test_small_text_beside_a_big_label_is_counted_as_ink_to_account_for() -> None:
+    """(fail closed) Specks are not counted, but three small glyphs of one height on one
+    baseline inside the kept box are a row of text of their own: counted, so a reading of
+    the big label alone does not account for them and the line is not split."""
+    strokes = np.zeros((120, 400), bool)
+    _glyphs(strokes, [20, 60, 100], 30, 40, 24)
+    _glyphs(strokes, [128, 134, 140], 58, 10, 4)  # small text beside the label, in its pad
+    strokes[40:60, 300:330] = True
+    narrowed = _tight(strokes, Box(10, 20, 380, 60), 400)
+    assert narrowed is not None and narrowed[2] == 6
+
+
+def test_a_hyphen_between_glyphs_is_part_of_the_row_a_trailing_one_is_not() -> None:
+    """Pixel bench seed 23, image 41: 'L12-5' in a wide monospaced font, the hyphen's gap to
+    the 5 wider than the row is high: narrowed to 'L12' and the '-5' painted. A mark in
+    the band bridges glyphs; one after the last glyph (a streak of speckle) is left out."""
+    strokes = np.zeros((60, 300), bool)
+    _glyphs(strokes, [20, 33, 46], 20, 16, 8)  # L12
+    strokes[27:30, 62:70] = True  # the hyphen
+    _glyphs(strokes, [84], 20, 16, 8)  # 5
+    strokes[27:30, 102:112] = True  # a trailing streak
+    strokes[22:34, 200:230] = True  # an edge
+    narrowed = _tight(strokes, Box(10, 14, 280, 28), 300)
+    assert narrowed is not None
+    _, box, _ = narrowed
+    assert box.x + box.w >= 92 and box.x + box.w < 102 + 3
+
+
+def test_ink_mostly_below_the_row_is_left_to_the_paint_and_read_with_padding() -> None:
+    """Pixel bench seed 23, image 6: specks just under '12 cm' reached into the narrowed box
+    and were counted. The kept box stops above ink lying mostly below the row (never inside
+    the row), so the paint takes it whole; the box read keeps a detector's padding."""
+    strokes = np.zeros((60, 300), bool)
+    _glyphs(strokes, [20, 30, 40], 20, 10, 6)
+    strokes[31:36, 44:52] = True  # ink under the row, its top 1 px above the row's foot
+    strokes[22:30, 150:200] = True
+    narrowed = _tight(strokes, Box(10, 14, 280, 26), 300)
+    assert narrowed is not None
+    read, box, counted = narrowed
+    assert box.y + box.h <= 31 and box.y + box.h >= 30 and counted == 3
+    assert read.y + read.h >= 35 and read.y <= 15
+
+
+def test_a_worse_reading_of_a_kept_labels_ink_in_another_box_keeps_the_label(
+    cleaner: PixelCleaner,
+) -> None:
+    """Pixel bench seed 23, images 23 and 54: the passes found 'LIVER TRV' twice, and read
+    it in the second box (padded differently) as 'GAWRK MRV', painted as unknown text
+    over the label. A box whose ink all lies in a kept label's box is kept with it
+    (here, and when the label was kept in an earlier read); one whose box takes in ink
+    beyond the label's (a name next to it) is painted."""
+    view = np.full((80, 400), 30, np.uint8)
+    top, end = _burn(view, "LIVER TRV", 20, 20)
+    label = Box(14, top - 4, 130, end - top + 8)
+    twin = Box(18, top - 1, 132, end - top + 2)  # reaches past the label's box: no ink there
+    lines = [Line(label, "LIVER TRV", 1.0, 2), Line(twin, "GAWRK MRV", 0.56, 2)]
+    found = cleaner._judge(0, lines, Classifier([]), (400, 80), view)
+    assert [f.redacted for f in found] == [False, False]
+    found = cleaner._judge(0, lines[1:], Classifier([]), (400, 80), view, (label,))
+    assert [f.redacted for f in found] == [False]
+    _burn(view, "HALE", 160, 20)
+    wide = Box(18, top - 1, 210, end - top + 2)
+    found = cleaner._judge(
+        0, [lines[0], Line(wide, "GAWRK MRV HALF", 0.56, 2)], Classifier([]), (400, 80), view
+    )
+    assert [f.redacted for f in found] == [False, True]
 
 
 def test_a_split_keeps_only_its_row_of_glyphs_not_a_row_below_it(cleaner: PixelCleaner) -> None:
@@ -281,7 +371,7 @@ def test_a_split_keeps_only_its_row_of_glyphs_not_a_row_below_it(cleaner: PixelC
     whole = Box(30, 14, 260, 62)
     tight = _tight(strokes, whole, 400)
     assert tight is not None
-    box, pieces = tight
+    _, box, pieces = tight
     assert box.y + box.h <= id_top
     within = (box, "LIVER", 0.95, pieces)
     line = Line(whole, "LIVER wewh", 0.7, pieces, (("LIVFR wcwh", 0.6),), tight=within)

@@ -35,6 +35,7 @@ from radguard.pixels.detect import (
     find_text,
     glyph_row,
     ink,
+    ink_pieces,
     read_boxes,
     read_frames,
     upscale_factor,
@@ -189,13 +190,16 @@ class PixelCleaner:
         classifier: Classifier,
         size: tuple[int, int],
         view: Image | None = None,
+        earlier: tuple[Box, ...] = (),
     ) -> list[TextFound]:
         """Every line decided, then rows of pieces. Boxes dropped as no text (nothing read)
         still join rows: when the row identifies they are painted with it (the detector may
         cut a line where it crosses anatomy; the rest of it reads as nothing). Identifying
         lines are painted a line height further each way along their row, short of kept
         lines there (``size``: the frame's columns and rows), and kept off the glyphs of kept
-        lines above and below where ``view`` (the frame as read) shows them apart."""
+        lines above and below where ``view`` (the frame as read) shows them apart. Lines
+        whose ink all lies in the box of a kept label (read now, or ``earlier``: kept in an
+        earlier read) are kept with it (:func:`_read_whole`)."""
         items: list[TextFound] = []
         unread: list[TextFound] = []
         for line in lines:
@@ -206,6 +210,8 @@ class PixelCleaner:
                 unread.append(
                     TextFound(frame, line.box, "", line.score, Verdict.UNKNOWN, _UNREAD, False)
                 )
+        if view is not None:
+            items = _read_whole(items, view, earlier)
         found = items + self._rows(frame, items + unread, classifier)
         kept = [f.box for f in found if not f.redacted]
         found = [
@@ -503,7 +509,12 @@ class PixelCleaner:
                     )
                 lines.extend(cache[key])
             for frame in run:
-                found.extend(self._judge(frame, lines, classifier, (cols, rows), views[frame]))
+                labels = tuple(
+                    f.box for f in kept.get(frame, []) if f.verdict is Verdict.CLINICAL and f.text
+                )
+                found.extend(
+                    self._judge(frame, lines, classifier, (cols, rows), views[frame], labels)
+                )
         stats.ocr_seconds += time.perf_counter() - started
         return found
 
@@ -693,6 +704,54 @@ def _off_labels(box: Box, labels: list[Box], view: Image, margin: int) -> list[B
         else:
             pieces.append(Box(x0, top, x1 - x0, bottom - top))
     return pieces
+
+
+def _read_whole(
+    items: list[TextFound], view: Image, earlier: tuple[Box, ...] = ()
+) -> list[TextFound]:
+    """Lines to be painted as unknown text whose ink all lies inside the box of a kept
+    clinical label: the passes find one line twice, in boxes padded differently, and read
+    one worse ('GAWRK MRV' in a box inside that of 'LIVER TRV', 'ERS 28' beside 'fPS 28').
+    The label's pixels are released anyway; the rest of such a box holds no piece of ink
+    (``view``, the frame as read), so nothing more is released by keeping it. Lines with
+    an identifying reading, or whose verdict is not unknown, stand as they are."""
+    labels = list(earlier)
+    labels += [f.box for f in items if f.verdict is Verdict.CLINICAL and not f.redacted and f.text]
+    if not labels:
+        return items
+    rows, cols = int(view.shape[0]), int(view.shape[1])
+    out = []
+    for item in items:
+        if item.verdict is Verdict.UNKNOWN and item.redacted:
+            for label in labels:
+                if item.box.overlap(label) and _no_ink_outside(item.box, label, view, cols, rows):
+                    why = "read whole in the box of a kept label"
+                    item = replace(item, verdict=Verdict.CLINICAL, why=why, redacted=False)
+                    break
+        out.append(item)
+    return out
+
+
+def _no_ink_outside(box: Box, label: Box, view: Image, cols: int, rows: int) -> bool:
+    """No piece of ink 3 px high or more in ``box`` reaches outside ``label``'s box."""
+    area = _clip(box.union(label).grow(12, cols, rows), cols, rows)
+    crop = view[area.y : area.y + area.h, area.x : area.x + area.w]
+    strokes = ink(np.ascontiguousarray(crop))
+    own, theirs = box.shifted(-area.x, -area.y), label.shifted(-area.x, -area.y)
+    inside = np.zeros(strokes.shape, bool)
+    inside[own.y : own.y + own.h, own.x : own.x + own.w] = True
+    pieces = ink_pieces(strokes & inside)
+    for x, y, w, h, _ in pieces:
+        if h < 3:
+            continue
+        if (
+            x < theirs.x
+            or y < theirs.y
+            or x + w > theirs.x + theirs.w
+            or y + h > theirs.y + theirs.h
+        ):
+            return False
+    return True
 
 
 def _banded(top: int, end: int) -> tuple[float, float]:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import math
 import re
 import time
 from collections.abc import Callable
@@ -69,6 +70,8 @@ _ROW_GLYPHS = 3  # glyph-shaped pieces in a row that make changing ink text to r
 _MAX_ROWS = 12  # rows of changing glyphs beyond which a frame is read in full...
 _MAX_PAIRS = 2_000_000  # ...as when its changing ink holds this many candidate pairs
 _BUSY_INK = 0.06  # share of ink pixels above which a frame is also read as shown
+_TIGHT_ROOM = 0.3  # a row of glyphs' height kept above and below it when a line is narrowed
+_GLYPH_SHARE = 0.4  # ...and the share of it a piece of ink needs to be counted as a glyph
 
 
 @dataclass
@@ -306,8 +309,8 @@ def read_boxes(
                     seconds.setdefault(k, []).append((line.text, line.score))
                 # and narrowed to its row of glyphs, where speckle beside them was read too
                 narrowed = [(k, *t) for k in group if (t := _tight(found.strokes, boxes[k], cols))]
-                read = engine.read(view, [b for _, b, _ in narrowed]) if narrowed else []
-                for (k, b, glyphs), line in zip(narrowed, read, strict=True):
+                read = engine.read(view, [b for _, b, _, _ in narrowed]) if narrowed else []
+                for (k, _, b, glyphs), line in zip(narrowed, read, strict=True):
                     tights[k] = (found.to_image(b), line.text, line.score, glyphs)
     return [
         Line(
@@ -366,14 +369,7 @@ def glyph_row(strokes: NDArray[np.bool_], box: Box, low: int | None = None) -> G
     least height of a glyph, a third of the box's by default)."""
     low = max(3, box.h // 3) if low is None else low
     x, y, w, h, area = _box_pieces(strokes, box).T
-    shaped = (h >= low) & (h <= box.h) & (w <= 2 * h + 2) & (area >= np.maximum(4, h))
-    if shaped.sum() >= 2:
-        heights, bottoms = h[shaped].astype(np.float64), (y + h)[shaped].astype(np.float64)
-        size = float(np.median(heights))
-        same = (np.abs(heights - size) <= 0.35 * size) & (
-            np.abs(bottoms - np.median(bottoms)) <= 0.25 * size
-        )
-        shaped[np.flatnonzero(shaped)[~same]] = False
+    shaped = _shaped_row(x, y, w, h, area, low, box.h)
     if not shaped.any():
         return GlyphRow(0, 0, 0, 0, 0)
     x, y, w, h = x[shaped], y[shaped], w[shaped], h[shaped]
@@ -382,14 +378,38 @@ def glyph_row(strokes: NDArray[np.bool_], box: Box, low: int | None = None) -> G
     )
 
 
-def _tight(strokes: NDArray[np.bool_], box: Box, cols: int) -> tuple[Box, int] | None:
+def _shaped_row(
+    x: Pieces, y: Pieces, w: Pieces, h: Pieces, area: Pieces, low: float, high: float
+) -> NDArray[np.bool_]:
+    """Which pieces are glyph-shaped (``low`` to ``high`` px high, not much wider than
+    high, not hairlines) and, when two or more are, of one height on one baseline."""
+    shaped: NDArray[np.bool_] = (
+        (h >= low) & (h <= high) & (w <= 2 * h + 2) & (area >= np.maximum(4, h))
+    )
+    if shaped.sum() >= 2:
+        heights, bottoms = h[shaped].astype(np.float64), (y + h)[shaped].astype(np.float64)
+        size = float(np.median(heights))
+        same = (np.abs(heights - size) <= 0.35 * size) & (
+            np.abs(bottoms - np.median(bottoms)) <= 0.25 * size
+        )
+        shaped[np.flatnonzero(shaped)[~same]] = False
+    return shaped
+
+
+def _tight(strokes: NDArray[np.bool_], box: Box, cols: int) -> tuple[Box, Box, int] | None:
     """``box`` narrowed to its row of glyphs (glyph-shaped ink of one height on one
-    baseline, and the ink beside it in that band at least half as high: lower-case and thin
-    letters), with half the row's height on each side and above and below, when the box
-    reaches a glyph's width further left or right (the detector, and the growing over cut
-    strokes, take in speckle and edges whose reading spoils the line's); and how many
-    pieces of ink 3 px high or more reach into it, glyphs of the row or not. None
-    when the box is no wider than its glyphs or holds no row of them."""
+    baseline, the ink beside it in that band at least half as high: lower-case and thin
+    letters, and marks such as a hyphen between them), when the box reaches a glyph's width
+    further left or right (the detector, and the growing over cut strokes, take in speckle
+    and edges whose reading spoils the line's). Returns the box to read (half the row's
+    height around it, as a detector pads a line), the box to keep, and how many pieces of
+    ink reach into the kept box that a reading must account for. The kept box has half a
+    row's height each side and ``_TIGHT_ROOM`` of it above and below, less where ink lying
+    mostly above or below the row reaches in (left to the paint, not cut). Pieces counted:
+    ``_GLYPH_SHARE`` of the row's height or more (speckle's specks are smaller than a
+    label's glyphs), and smaller ones 5 px high or more when three of them line up as a row
+    of glyphs of their own (small text beside a big label). None when the box is no wider
+    than its glyphs or holds no row of them."""
     row = glyph_row(strokes, box)
     if row.glyphs < 2:  # glyphs under a third of the box's height (a box grown over speckle)
         row = glyph_row(strokes, box, low=3)
@@ -397,23 +417,42 @@ def _tight(strokes: NDArray[np.bool_], box: Box, cols: int) -> tuple[Box, int] |
         return None
     band = row.end - row.top
     left, right = row.left, row.right
-    x, y, w, h, _ = _box_pieces(strokes, box).T
+    x, y, w, h, area = _box_pieces(strokes, box).T
     inside = np.minimum(y + h, row.end) - np.maximum(y, row.top)
-    beside = (2 * inside >= h) & (2 * h >= band)  # lower-case letters, not specks
-    pieces = sorted(zip(x[beside], (x + w)[beside], strict=True))
-    for x0, x1 in pieces:  # ink in the band, reached from the row a gap of a band at most
+    mark = (inside >= h) & (w >= 2 * h) & (4 * w >= band)  # a hyphen, a minus sign
+    beside = ((2 * inside >= h) & (2 * h >= band)) | mark  # lower-case letters, not specks
+    pieces = sorted(zip(x[beside], (x + w)[beside], mark[beside], strict=True))
+    glyph_right, glyph_left = right, left  # a mark counts only between glyphs
+    for x0, x1, dash in pieces:  # ink in the band, reached from the row a gap of a band at most
         if x0 <= right + band and x1 > right:
             right = int(x1)
-    for x0, x1 in reversed(pieces):
+            glyph_right = right if not dash else glyph_right
+    for x0, x1, dash in reversed(pieces):
         if x1 >= left - band and x0 < left:
             left = int(x0)
-    pad = max(2, band // 2)
+            glyph_left = left if not dash else glyph_left
+    left, right = glyph_left, glyph_right
+    pad, room = max(2, band // 2), max(2, math.ceil(_TIGHT_ROOM * band))
     left, right = max(box.x, left - pad), min(cols, box.x + box.w, right + pad)
     if left - box.x < pad and box.x + box.w - right < pad:
         return None
-    top, end = max(box.y, row.top - pad), min(box.y + box.h, row.end + pad)
-    touch = (x < right) & (x + w > left) & (y < end) & (y + h > top) & (h >= 3)
-    return Box(left, top, right - left, end - top), int(touch.sum())
+    read = Box(left, max(box.y, row.top - pad), right - left, 0)
+    read = replace(read, h=min(box.y + box.h, row.end + pad) - read.y)
+    top, end = max(box.y, row.top - room), min(box.y + box.h, row.end + room)
+    across = (x < right) & (x + w > left) & (h >= 3)
+    middle = 2 * y + h  # twice a piece's middle row: pieces mostly above or below the band
+    for k in np.flatnonzero(across & (middle > row.top + row.end) & (y < end)):
+        end = max(row.end, min(end, int(y[k])))  # are left out of the kept box, not cut
+    for k in np.flatnonzero(across & (middle < row.top + row.end) & (y + h > top)):
+        top = min(row.top, max(top, int(y[k] + h[k])))
+    touch = across & (y < end) & (y + h > top)
+    glyphs = touch & (h >= max(3.0, _GLYPH_SHARE * band))
+    small = touch & ~glyphs & (h >= 5)
+    counted = int(glyphs.sum())
+    if small.sum() >= 3:
+        lined = _shaped_row(x[small], y[small], w[small], h[small], area[small], 5, band)
+        counted += int(lined.sum()) if lined.sum() >= 3 else 0
+    return read, Box(left, top, right - left, end - top), counted
 
 
 def read_frame(
