@@ -33,11 +33,13 @@ from radguard.pixels.detect import (
     Pass,
     ScanStats,
     find_text,
+    fused_view,
     glyph_row,
     ink,
     ink_pieces,
     read_boxes,
     read_frames,
+    segments,
     upscale_factor,
 )
 from radguard.pixels.engines import Box, Image, Line, OcrEngine, get_engine, rows_of
@@ -62,6 +64,9 @@ _REST = 1.35  # ...or characters' widths per character of its header value not r
 _SECOND_LOW = 0.5  # confidence a longer second reading needs to overrule a short label
 _AGREE = 0.9  # confidence each of two agreeing second readings needs (see _second_opinion)
 _GRAZE = 0.4  # share of the lower box that boxes on rows above and below may overlap by
+_READ_WHOLE = "read whole in the box of a kept label"
+_WHOLE_SHARE = 0.75  # share of a line's box inside a kept label's for that to stand for it
+_PARTS_WIDE = 3.0  # a painted box this many heights wide may hold rows side by side
 _BAND_SLACK = 0.4  # a glyph band's height added above and below it (accents, descenders)
 
 
@@ -190,7 +195,7 @@ class PixelCleaner:
         classifier: Classifier,
         size: tuple[int, int],
         view: Image | None = None,
-        earlier: tuple[Box, ...] = (),
+        earlier: tuple[TextFound, ...] = (),
     ) -> list[TextFound]:
         """Every line decided, then rows of pieces. Boxes dropped as no text (nothing read)
         still join rows: when the row identifies they are painted with it (the detector may
@@ -205,7 +210,8 @@ class PixelCleaner:
         for line in lines:
             item = self._decide(frame, line, classifier)
             if item is not None:
-                items.extend(self._split(item, line, classifier) or [item])
+                parts = self._parts(item, line, classifier, view) if view is not None else None
+                items.extend(parts or self._split(item, line, classifier) or [item])
             else:
                 unread.append(
                     TextFound(frame, line.box, "", line.score, Verdict.UNKNOWN, _UNREAD, False)
@@ -342,6 +348,80 @@ class PixelCleaner:
             line.others,
             line.pieces,
         )
+
+    def _parts(
+        self, item: TextFound, line: Line, classifier: Classifier, view: Image
+    ) -> list[TextFound] | None:
+        """A painted line whose box holds rows of glyphs of different heights side by side
+        (:func:`detect.segments`: a big probe name and a small label in one detector box,
+        a label and a date), each row read on its own: the rows read as sure clinical
+        labels that account for their ink and hold no name are kept, the rest of the box
+        painted as the whole was. An unknown line is cut so only when no reading of it
+        identifies or holds a name (a row that identifies makes the whole line
+        identifying); an identifying line only when a painted row identifies on its own
+        (the identifier lies where the paint goes). None when the line stands whole."""
+        box = line.box
+        read = getattr(self.engine, "read", None)
+        if (
+            read is None
+            or not item.redacted
+            or self.policy.redact_all
+            or item.verdict is Verdict.CLINICAL
+            or box.w < _PARTS_WIDE * box.h
+        ):
+            return None
+        rows, cols = int(view.shape[0]), int(view.shape[1])
+        area = _clip(box.grow(12, cols, rows), cols, rows)
+        crop = np.ascontiguousarray(view[area.y : area.y + area.h, area.x : area.x + area.w])
+        strokes = ink(crop)
+        cut = segments(strokes, box.shifted(-area.x, -area.y), area.w)
+        if len(cut) < 2:
+            return None
+        lines = read(fused_view(crop, strokes), [part for part, _, _ in cut])
+        verdicts = [classifier.decide(found.text) for found in lines]
+        identifying = [v for v in verdicts if v.verdict is Verdict.IDENTIFYING]
+        if item.verdict is Verdict.UNKNOWN and identifying:  # a part identifies: the line does
+            item = replace(item, verdict=Verdict.IDENTIFYING, why=f"a part {identifying[0].why}")
+        elif item.verdict is Verdict.UNKNOWN:
+            readings = [item.text, line.text] + [t for t, _ in line.others]
+            if any(classifier.decide(t).verdict is Verdict.IDENTIFYING for t in readings):
+                return None
+            named = [line.text] + [t for t, p in line.others if p >= _SECOND_LOW]
+            if any(map(reads_as_name, named)):
+                return None
+        kept: list[TextFound] = []
+        for (_, keep, pieces), found, verdict in zip(cut, lines, verdicts, strict=True):
+            sure = found.score >= _SURE and verdict.verdict is Verdict.CLINICAL
+            if (
+                sure
+                and len(_ALNUM.findall(found.text)) + 1 >= pieces
+                and not reads_as_name(found.text)
+            ):
+                why = f"{verdict.why} (read as a row of its own)"
+                label = TextFound(
+                    item.frame,
+                    keep.shifted(area.x, area.y),
+                    found.text,
+                    found.score,
+                    Verdict.CLINICAL,
+                    why,
+                    False,
+                )
+                kept.append(label)
+        if not kept:
+            return [item] if identifying else None
+        if item.verdict is Verdict.IDENTIFYING:
+            painted = [
+                v
+                for v, found in zip(verdicts, lines, strict=True)
+                if not any(k.text == found.text for k in kept)
+            ]
+            if not any(v.verdict is Verdict.IDENTIFYING for v in painted):
+                return None
+        margin = self.policy.margin
+        return kept + [
+            replace(item, box=b) for b in _around_all(box, [k.box for k in kept], margin)
+        ]
 
     def _split(self, item: TextFound, line: Line, classifier: Classifier) -> list[TextFound] | None:
         """A line painted as neither identifying nor clinical whose reading within its row of
@@ -509,9 +589,7 @@ class PixelCleaner:
                     )
                 lines.extend(cache[key])
             for frame in run:
-                labels = tuple(
-                    f.box for f in kept.get(frame, []) if f.verdict is Verdict.CLINICAL and f.text
-                )
+                labels = tuple(kept.get(frame, []))
                 found.extend(
                     self._judge(frame, lines, classifier, (cols, rows), views[frame], labels)
                 )
@@ -626,6 +704,31 @@ def _row_paint(painted: list[TextFound]) -> list[Box]:
     return boxes or [read[0]]
 
 
+def _around_all(whole: Box, parts: list[Box], margin: int) -> list[Box]:
+    """``whole`` but ``parts`` (inside it, side by side), as boxes that, painted with
+    ``margin``, reach the edges of each part and not into it (see :func:`_around`); a gap
+    between two parts too narrow for that is painted 1 px wide in its middle."""
+    parts = sorted(parts, key=lambda b: b.x)
+    boxes: list[Box] = []
+    for k, part in enumerate(parts):
+        start = whole.x if k == 0 else parts[k - 1].x + parts[k - 1].w
+        stop = whole.x + whole.w if k + 1 == len(parts) else parts[k + 1].x
+        piece = Box(start, whole.y, stop - start, whole.h)
+        for b in _around(piece, part, margin):
+            if b.y == whole.y and b.h == whole.h:  # a strip beside the part, full height
+                if k > 0 and b.x == start:
+                    continue  # the strip before it is the previous part's strip after it
+                if k + 1 < len(parts) and b.x > part.x:  # ends margin short of the next one
+                    end = max(b.x + 1, stop - margin)
+                    if end - b.x <= 1 and stop - start - part.w <= 2 * margin:
+                        mid = (part.x + part.w + stop) // 2
+                        b = Box(mid, b.y, 1, b.h)
+                    else:
+                        b = Box(b.x, b.y, end - b.x, b.h)
+            boxes.append(b)
+    return boxes
+
+
 def _around(whole: Box, part: Box, margin: int) -> list[Box]:
     """``whole`` but ``part`` (inside it), as boxes that, painted with ``margin``, reach the
     edges of ``part`` and not into it: left and right of it the box's full height, above
@@ -707,33 +810,48 @@ def _off_labels(box: Box, labels: list[Box], view: Image, margin: int) -> list[B
 
 
 def _read_whole(
-    items: list[TextFound], view: Image, earlier: tuple[Box, ...] = ()
+    items: list[TextFound], view: Image, earlier: tuple[TextFound, ...] = ()
 ) -> list[TextFound]:
-    """Lines to be painted as unknown text whose ink all lies inside the box of a kept
-    clinical label: the passes find one line twice, in boxes padded differently, and read
-    one worse ('GAWRK MRV' in a box inside that of 'LIVER TRV', 'ERS 28' beside 'fPS 28').
-    The label's pixels are released anyway; the rest of such a box holds no piece of ink
-    (``view``, the frame as read), so nothing more is released by keeping it. Lines with
-    an identifying reading, or whose verdict is not unknown, stand as they are."""
-    labels = list(earlier)
-    labels += [f.box for f in items if f.verdict is Verdict.CLINICAL and not f.redacted and f.text]
+    """Lines to be painted as unknown text that are a worse reading of a kept clinical
+    label's ink: the passes find one line twice, in boxes padded differently, and read one
+    worse ('GAWRK MRV' in a box inside that of 'LIVER TRV', 'ERS 28' beside 'fPS 28'). Kept
+    with it when the line's box lies mostly (``_WHOLE_SHARE``) in the label's, every piece
+    of ink in it (3 px high or more) lies in the label's box, there are 2 such pieces at
+    least (ink too faint to be seen does not pass for none) and no more than the label's
+    characters and one, and its reading is no longer than the label's by more than one
+    character. Labels are those read as such (now, or ``earlier``: kept in an earlier
+    read), not lines kept as too short to identify nor kept by this rule. Lines with an
+    identifying reading, or whose verdict is not unknown, stand as they are."""
+    labels = [
+        f
+        for f in (*earlier, *items)
+        if f.verdict is Verdict.CLINICAL
+        and not f.redacted
+        and _ALNUM.search(f.text)
+        and f.why not in (_TOO_SHORT, _READ_WHOLE)
+    ]
     if not labels:
         return items
     rows, cols = int(view.shape[0]), int(view.shape[1])
     out = []
     for item in items:
         if item.verdict is Verdict.UNKNOWN and item.redacted:
+            read = len(_ALNUM.findall(item.text))
             for label in labels:
-                if item.box.overlap(label) and _no_ink_outside(item.box, label, view, cols, rows):
-                    why = "read whole in the box of a kept label"
-                    item = replace(item, verdict=Verdict.CLINICAL, why=why, redacted=False)
+                chars = len(_ALNUM.findall(label.text))
+                if (
+                    item.box.overlap(label.box) >= _WHOLE_SHARE * item.box.area
+                    and read <= chars + 1
+                    and _ink_inside(item.box, label.box, view, cols, rows, chars + 1)
+                ):
+                    item = replace(item, verdict=Verdict.CLINICAL, why=_READ_WHOLE, redacted=False)
                     break
         out.append(item)
     return out
 
 
-def _no_ink_outside(box: Box, label: Box, view: Image, cols: int, rows: int) -> bool:
-    """No piece of ink 3 px high or more in ``box`` reaches outside ``label``'s box."""
+def _ink_inside(box: Box, label: Box, view: Image, cols: int, rows: int, most: int) -> bool:
+    """``box`` holds 2 to ``most`` pieces of ink 3 px high or more, all inside ``label``."""
     area = _clip(box.union(label).grow(12, cols, rows), cols, rows)
     crop = view[area.y : area.y + area.h, area.x : area.x + area.w]
     strokes = ink(np.ascontiguousarray(crop))
@@ -741,17 +859,18 @@ def _no_ink_outside(box: Box, label: Box, view: Image, cols: int, rows: int) -> 
     inside = np.zeros(strokes.shape, bool)
     inside[own.y : own.y + own.h, own.x : own.x + own.w] = True
     pieces = ink_pieces(strokes & inside)
-    for x, y, w, h, _ in pieces:
-        if h < 3:
-            continue
-        if (
-            x < theirs.x
-            or y < theirs.y
-            or x + w > theirs.x + theirs.w
-            or y + h > theirs.y + theirs.h
-        ):
-            return False
-    return True
+    pieces = pieces[pieces[:, 3] >= 3]
+    if not 2 <= len(pieces) <= most:
+        return False
+    x, y, w, h = pieces[:, 0], pieces[:, 1], pieces[:, 2], pieces[:, 3]
+    return bool(
+        (
+            (x >= theirs.x)
+            & (y >= theirs.y)
+            & (x + w <= theirs.x + theirs.w)
+            & (y + h <= theirs.y + theirs.h)
+        ).all()
+    )
 
 
 def _banded(top: int, end: int) -> tuple[float, float]:

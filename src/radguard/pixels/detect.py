@@ -72,6 +72,8 @@ _MAX_PAIRS = 2_000_000  # ...as when its changing ink holds this many candidate 
 _BUSY_INK = 0.06  # share of ink pixels above which a frame is also read as shown
 _TIGHT_ROOM = 0.3  # a row of glyphs' height kept above and below it when a line is narrowed
 _GLYPH_SHARE = 0.4  # ...and the share of it a piece of ink needs to be counted as a glyph
+_SEGMENTS = 6  # rows of glyphs side by side a detector box is cut into at most...
+_SEGMENT_LEAST = 8  # ...each kept box this many pixels high at least (rows of specks: none)
 
 
 @dataclass
@@ -396,7 +398,9 @@ def _shaped_row(
     return shaped
 
 
-def _tight(strokes: NDArray[np.bool_], box: Box, cols: int) -> tuple[Box, Box, int] | None:
+def _tight(
+    strokes: NDArray[np.bool_], box: Box, cols: int, always: bool = False
+) -> tuple[Box, Box, int] | None:
     """``box`` narrowed to its row of glyphs (glyph-shaped ink of one height on one
     baseline, the ink beside it in that band at least half as high: lower-case and thin
     letters, and marks such as a hyphen between them), when the box reaches a glyph's width
@@ -407,9 +411,11 @@ def _tight(strokes: NDArray[np.bool_], box: Box, cols: int) -> tuple[Box, Box, i
     row's height each side and ``_TIGHT_ROOM`` of it above and below, less where ink lying
     mostly above or below the row reaches in (left to the paint, not cut). Pieces counted:
     ``_GLYPH_SHARE`` of the row's height or more (speckle's specks are smaller than a
-    label's glyphs), and smaller ones 5 px high or more when three of them line up as a row
-    of glyphs of their own (small text beside a big label). None when the box is no wider
-    than its glyphs or holds no row of them."""
+    label's glyphs) and marks between glyphs, and smaller ones 5 px high or more within the
+    row's columns when three of them line up as a row of glyphs of their own; smaller ink
+    beside the row's columns (small text or specks in the padding) is left out of the kept
+    box. None when the box holds no row
+    of them, or (unless ``always``) is no wider than its glyphs."""
     row = glyph_row(strokes, box)
     if row.glyphs < 2:  # glyphs under a third of the box's height (a box grown over speckle)
         row = glyph_row(strokes, box, low=3)
@@ -434,7 +440,7 @@ def _tight(strokes: NDArray[np.bool_], box: Box, cols: int) -> tuple[Box, Box, i
     left, right = glyph_left, glyph_right
     pad, room = max(2, band // 2), max(2, math.ceil(_TIGHT_ROOM * band))
     left, right = max(box.x, left - pad), min(cols, box.x + box.w, right + pad)
-    if left - box.x < pad and box.x + box.w - right < pad:
+    if left - box.x < pad and box.x + box.w - right < pad and not always:
         return None
     read = Box(left, max(box.y, row.top - pad), right - left, 0)
     read = replace(read, h=min(box.y + box.h, row.end + pad) - read.y)
@@ -446,13 +452,48 @@ def _tight(strokes: NDArray[np.bool_], box: Box, cols: int) -> tuple[Box, Box, i
     for k in np.flatnonzero(across & (middle < row.top + row.end) & (y + h > top)):
         top = min(row.top, max(top, int(y[k] + h[k])))
     touch = across & (y < end) & (y + h > top)
-    glyphs = touch & (h >= max(3.0, _GLYPH_SHARE * band))
-    small = touch & ~glyphs & (h >= 5)
+    glyphs = touch & ((h >= max(3.0, _GLYPH_SHARE * band)) | mark)
+    # ink beside the row's columns too small to count (small text, specks in the padding)
+    # is left to the paint: the kept box stops short of it
+    kept_left, kept_right = left, right
+    after, before = touch & ~glyphs & (x >= glyph_right), touch & ~glyphs & (x + w <= glyph_left)
+    if after.any():
+        kept_right = max(glyph_right, int(x[after].min()))
+    if before.any():
+        kept_left = min(glyph_left, int((x + w)[before].max()))
+    inner = touch & (x < kept_right) & (x + w > kept_left)
+    glyphs &= inner
+    small = inner & ~glyphs & (h >= 5)
     counted = int(glyphs.sum())
     if small.sum() >= 3:
         lined = _shaped_row(x[small], y[small], w[small], h[small], area[small], 5, band)
         counted += int(lined.sum()) if lined.sum() >= 3 else 0
-    return read, Box(left, top, right - left, end - top), counted
+    return read, Box(kept_left, top, kept_right - kept_left, end - top), counted
+
+
+def segments(
+    strokes: NDArray[np.bool_], box: Box, cols: int, limit: int = _SEGMENTS, depth: int = 0
+) -> list[tuple[Box, Box, int]]:
+    """``box`` cut into rows of glyphs of their own height side by side (a detector box
+    that took in a big probe name and a small label, or a label and a date): the row of
+    glyphs that most pieces make (:func:`_tight`, its box to read, to keep, and the ink to
+    account for), then the same on what is left of the box to its left and right, up to
+    ``limit`` rows (``depth``: cuts made so far), left to right; rows of specks (kept box
+    under ``_SEGMENT_LEAST`` px high) are not rows, but their sides are cut further. Empty
+    when the box holds no row of glyphs."""
+    first = _tight(strokes, box, cols, always=True)
+    if first is None:
+        return []
+    found = [first] if first[1].h >= _SEGMENT_LEAST else []  # a row of specks: its sides
+    read = first[0]
+    end = box.x + box.w
+    for side in (
+        Box(box.x, box.y, read.x - box.x, box.h),
+        Box(read.x + read.w, box.y, end - read.x - read.w, box.h),
+    ):
+        if side.w >= 4 and len(found) < limit and depth < _SEGMENTS:
+            found += segments(strokes, side, cols, limit - len(found), depth + 1)
+    return sorted(found, key=lambda part: part[0].x)
 
 
 def read_frame(
