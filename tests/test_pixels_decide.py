@@ -514,3 +514,18 @@ def test_a_cut_line_paints_its_identifying_row_and_keeps_no_title(reader: PixelC
     line = Line(Box(10, 15, 260, 70), "MRS. Hale", 0.9, 5)
     found = reader._judge(0, [line], Classifier([]), (400, 100), view)
     assert found and all(f.redacted for f in found)
+
+
+def test_a_part_that_makes_an_identifier_with_its_neighbour_is_not_kept(
+    reader: PixelCleaner,
+) -> None:
+    """(review) '145 PORTAL' big, 'DR' small, a telephone number: the phone identifies on
+    its own, but '145 PORTAL DR' is a street address: '145 PORTAL' is painted too."""
+    view = np.full((120, 600), 30, np.uint8)
+    street = _draw(view, "145 PORTAL", 40, 20, 30)
+    _draw(view, "DR", 14, 290, 50)
+    _draw(view, "(207) 555-2643", 24, 340, 40)
+    line = Line(Box(10, 15, 560, 70), "145 PORTAL DR (207) 555-2643", 0.9, 12)
+    found = reader._judge(0, [line], Classifier([]), (600, 120), view)
+    painted = _painted(found, view.shape, reader.policy.margin)
+    assert painted[street.y : street.y + street.h, street.x : street.x + street.w].all()

@@ -39,6 +39,8 @@ from radguard.pixels.detect import (
     ink_pieces,
     read_boxes,
     read_frames,
+    resize,
+    scale,
     segments,
     upscale_factor,
 )
@@ -377,7 +379,10 @@ class PixelCleaner:
         cut = segments(strokes, box.shifted(-area.x, -area.y), area.w)
         if len(cut) < 2:
             return None
-        lines = read(fused_view(crop, strokes), [part for part, _, _ in cut])
+        fused, factor = fused_view(crop, strokes), upscale_factor(rows, cols)
+        if factor > 1:  # read as the frame was first read: small frames enlarged
+            fused = resize(fused, (area.w * factor, area.h * factor))
+        lines = read(fused, [scale(part, factor) for part, _, _ in cut])
         verdicts = [classifier.decide(found.text) for found in lines]
         identifying = [v for v in verdicts if v.verdict is Verdict.IDENTIFYING]
         if item.verdict is Verdict.UNKNOWN and identifying:  # a part identifies: the line does
@@ -390,12 +395,16 @@ class PixelCleaner:
             if any(map(reads_as_name, named)):
                 return None
         kept: list[TextFound] = []
-        for (_, keep, pieces), found, verdict in zip(cut, lines, verdicts, strict=True):
+        texts = [found.text for found in lines]
+        for k, ((_, keep, pieces), found, verdict) in enumerate(
+            zip(cut, lines, verdicts, strict=True)
+        ):
             sure = found.score >= _SURE and verdict.verdict is Verdict.CLINICAL
             if (
                 sure
                 and len(_ALNUM.findall(found.text)) + 1 >= pieces
                 and not reads_as_name(found.text)
+                and not _joins_identifier(texts, k, classifier)
             ):
                 why = f"{verdict.why} (read as a row of its own)"
                 label = TextFound(
@@ -702,6 +711,22 @@ def _row_paint(painted: list[TextFound]) -> list[Box]:
         if right > left:
             boxes.append(Box(left, top, right - left, bottom - top))
     return boxes or [read[0]]
+
+
+def _joins_identifier(texts: list[str], k: int, classifier: Classifier) -> bool:
+    """Part ``k``'s reading makes an identifier with its neighbours' that they do not make
+    without it ('145 PORTAL' + 'DR': a street address; a title before a name)."""
+    before, after = texts[max(0, k - 1) : k], texts[k + 1 : k + 2]
+    for left, right in ((before, []), ([], after), (before, after)):
+        if not left and not right:
+            continue
+        joined = " ".join([*left, texts[k], *right])
+        if classifier.decide(joined).verdict is not Verdict.IDENTIFYING:
+            continue
+        rest = " ".join([*left, *right])
+        if classifier.decide(rest).verdict is not Verdict.IDENTIFYING:
+            return True
+    return False
 
 
 def _around_all(whole: Box, parts: list[Box], margin: int) -> list[Box]:

@@ -205,6 +205,11 @@ class Found:
         return Box(box.x, box.y, min(box.w, cols - box.x), min(box.h, rows - box.y))
 
 
+def scale(box: Box, factor: int) -> Box:
+    """``box`` in an image enlarged ``factor`` times."""
+    return Box(box.x * factor, box.y * factor, box.w * factor, box.h * factor)
+
+
 def upscale_factor(rows: int, cols: int) -> int:
     """How much a frame of this size is enlarged before detection (small text)."""
     return 2 if min(rows, cols) < _UPSCALE_BELOW else 1
@@ -222,7 +227,7 @@ def find_text(
     rows, cols = image.shape[:2]
     if factor is None:
         factor = upscale_factor(rows, cols) if upscale else 1
-    work = _resize(image, (cols * factor, rows * factor)) if factor > 1 else image
+    work = resize(image, (cols * factor, rows * factor)) if factor > 1 else image
     strokes = ink(image)  # at the image's own scale: interpolation is never flat
     if factor > 1:
         strokes = _resize_mask(strokes, (cols * factor, rows * factor))
@@ -541,7 +546,7 @@ def _fine(
     for region in _merge(regions):
         scale = 3 if region.h < 24 else 2
         crop = fused[region.y : region.y + region.h, region.x : region.x + region.w]
-        big = _resize(np.ascontiguousarray(crop), (region.w * scale, region.h * scale))
+        big = resize(np.ascontiguousarray(crop), (region.w * scale, region.h * scale))
         calls += 1
         for box in engine.detect(big):
             boxes.append(box.scaled(scale).shifted(region.x, region.y))
@@ -599,7 +604,8 @@ def _resize_mask(mask: NDArray[np.bool_], size: tuple[int, int]) -> NDArray[np.b
     return out
 
 
-def _resize(image: Image, size: tuple[int, int]) -> Image:
+def resize(image: Image, size: tuple[int, int]) -> Image:
+    """``image`` resized to ``size`` (columns, rows), cubic."""
     import cv2
 
     out: Image = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_CUBIC), np.uint8)
