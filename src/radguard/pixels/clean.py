@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 
 from radguard.errors import Rejected
@@ -40,7 +41,6 @@ from radguard.pixels.detect import (
     read_boxes,
     read_frames,
     resize,
-    scale,
     segments,
     upscale_factor,
 )
@@ -372,17 +372,14 @@ class PixelCleaner:
             or box.w < _PARTS_WIDE * box.h
         ):
             return None
-        rows, cols = int(view.shape[0]), int(view.shape[1])
-        area = _clip(box.grow(12, cols, rows), cols, rows)
-        crop = np.ascontiguousarray(view[area.y : area.y + area.h, area.x : area.x + area.w])
-        strokes = ink(crop)
+        area, crop, strokes = _local_ink(view, box)
         cut = segments(strokes, box.shifted(-area.x, -area.y), area.w)
         if len(cut) < 2:
             return None
-        fused, factor = fused_view(crop, strokes), upscale_factor(rows, cols)
+        fused, factor = fused_view(crop, strokes), upscale_factor(*view.shape[:2])
         if factor > 1:  # read as the frame was first read: small frames enlarged
             fused = resize(fused, (area.w * factor, area.h * factor))
-        lines = read(fused, [scale(part, factor) for part, _, _ in cut])
+        lines = read(fused, [part.enlarged(factor) for part, _, _ in cut])
         verdicts = [classifier.decide(found.text) for found in lines]
         identifying = [v for v in verdicts if v.verdict is Verdict.IDENTIFYING]
         if item.verdict is Verdict.UNKNOWN and identifying:  # a part identifies: the line does
@@ -394,7 +391,7 @@ class PixelCleaner:
             named = [line.text] + [t for t, p in line.others if p >= _SECOND_LOW]
             if any(map(reads_as_name, named)):
                 return None
-        kept: list[TextFound] = []
+        kept: dict[int, TextFound] = {}  # by part
         texts = [found.text for found in lines]
         for k, ((_, keep, pieces), found, verdict) in enumerate(
             zip(cut, lines, verdicts, strict=True)
@@ -416,21 +413,17 @@ class PixelCleaner:
                     why,
                     False,
                 )
-                kept.append(label)
+                kept[k] = label
         if not kept:
             return [item] if identifying else None
-        if item.verdict is Verdict.IDENTIFYING:
-            painted = [
-                v
-                for v, found in zip(verdicts, lines, strict=True)
-                if not any(k.text == found.text for k in kept)
-            ]
-            if not any(v.verdict is Verdict.IDENTIFYING for v in painted):
-                return None
-        margin = self.policy.margin
-        return kept + [
-            replace(item, box=b) for b in _around_all(box, [k.box for k in kept], margin)
-        ]
+        painted = [v for k, v in enumerate(verdicts) if k not in kept]
+        if item.verdict is Verdict.IDENTIFYING and not any(
+            v.verdict is Verdict.IDENTIFYING for v in painted
+        ):
+            return None
+        labels = list(kept.values())
+        paint = _around_all(box, [k.box for k in labels], self.policy.margin)
+        return labels + [replace(item, box=b) for b in paint]
 
     def _split(self, item: TextFound, line: Line, classifier: Classifier) -> list[TextFound] | None:
         """A line painted as neither identifying nor clinical whose reading within its row of
@@ -731,47 +724,39 @@ def _joins_identifier(texts: list[str], k: int, classifier: Classifier) -> bool:
 
 def _around_all(whole: Box, parts: list[Box], margin: int) -> list[Box]:
     """``whole`` but ``parts`` (inside it, side by side), as boxes that, painted with
-    ``margin``, reach the edges of each part and not into it (see :func:`_around`); a gap
-    between two parts too narrow for that is painted 1 px wide in its middle."""
+    ``margin``, reach the edges of each part and not into it: beside the parts the box's
+    full height, above and below each part its width. A strip no wider than ``margin`` at
+    an edge of ``whole`` is still painted (1 px wide), and so is a gap between two parts
+    too narrow to clear both (1 px in its middle)."""
     parts = sorted(parts, key=lambda b: b.x)
-    boxes: list[Box] = []
-    for k, part in enumerate(parts):
-        start = whole.x if k == 0 else parts[k - 1].x + parts[k - 1].w
-        stop = whole.x + whole.w if k + 1 == len(parts) else parts[k + 1].x
-        piece = Box(start, whole.y, stop - start, whole.h)
-        for b in _around(piece, part, margin):
-            if b.y == whole.y and b.h == whole.h:  # a strip beside the part, full height
-                if k > 0 and b.x == start:
-                    continue  # the strip before it is the previous part's strip after it
-                if k + 1 < len(parts) and b.x > part.x:  # ends margin short of the next one
-                    end = max(b.x + 1, stop - margin)
-                    if end - b.x <= 1 and stop - start - part.w <= 2 * margin:
-                        mid = (part.x + part.w + stop) // 2
-                        b = Box(mid, b.y, 1, b.h)
-                    else:
-                        b = Box(b.x, b.y, end - b.x, b.h)
-            boxes.append(b)
+    end_x, end_y = whole.x + whole.w, whole.y + whole.h
+    boxes = []
+    first, last = parts[0], parts[-1]
+    if first.x > whole.x:
+        boxes.append(Box(whole.x, whole.y, max(1, first.x - margin - whole.x), whole.h))
+    for a, b in itertools.pairwise(parts):
+        gap_start, gap_end = a.x + a.w, b.x
+        if gap_end > gap_start:
+            start, stop = gap_start + margin, gap_end - margin
+            if stop > start:
+                boxes.append(Box(start, whole.y, stop - start, whole.h))
+            else:
+                boxes.append(Box((gap_start + gap_end) // 2, whole.y, 1, whole.h))
+    if end_x > last.x + last.w:
+        start = min(last.x + last.w + margin, end_x - 1)
+        boxes.append(Box(start, whole.y, end_x - start, whole.h))
+    for part in parts:
+        if part.y > whole.y:
+            boxes.append(Box(part.x, whole.y, part.w, max(1, part.y - margin - whole.y)))
+        if end_y > part.y + part.h:
+            start = min(part.y + part.h + margin, end_y - 1)
+            boxes.append(Box(part.x, start, part.w, end_y - start))
     return boxes
 
 
 def _around(whole: Box, part: Box, margin: int) -> list[Box]:
-    """``whole`` but ``part`` (inside it), as boxes that, painted with ``margin``, reach the
-    edges of ``part`` and not into it: left and right of it the box's full height, above
-    and below it its width. A strip no wider than ``margin`` is still painted (1 px wide)."""
-    x1, y1 = part.x + part.w, part.y + part.h
-    end_x, end_y = whole.x + whole.w, whole.y + whole.h
-    boxes = []
-    if part.x > whole.x:
-        boxes.append(Box(whole.x, whole.y, max(1, part.x - margin - whole.x), whole.h))
-    if end_x > x1:
-        start = min(x1 + margin, end_x - 1)
-        boxes.append(Box(start, whole.y, end_x - start, whole.h))
-    if part.y > whole.y:
-        boxes.append(Box(part.x, whole.y, part.w, max(1, part.y - margin - whole.y)))
-    if end_y > y1:
-        start = min(y1 + margin, end_y - 1)
-        boxes.append(Box(part.x, start, part.w, end_y - start))
-    return boxes
+    """``whole`` but ``part`` (inside it): :func:`_around_all` for one part."""
+    return _around_all(whole, [part], margin)
 
 
 def _off_labels(box: Box, labels: list[Box], view: Image, margin: int) -> list[Box]:
@@ -783,7 +768,6 @@ def _off_labels(box: Box, labels: list[Box], view: Image, margin: int) -> list[B
     label's own and a strip too low for a glyph, in the label's columns only (where the
     re-read after painting keeps the label's reading). Where the painted line's glyphs are
     not made out, the box stands whole (the label is lost)."""
-    rows, cols = int(view.shape[0]), int(view.shape[1])
     end = box.x + box.w
     cuts: list[tuple[int, int, int, int]] = []  # columns over a label, and the rows painted
     for label in labels:
@@ -792,9 +776,7 @@ def _off_labels(box: Box, labels: list[Box], view: Image, margin: int) -> list[B
         shared = min(label.y + label.h, box.y + box.h) - max(label.y, box.y)
         if shared <= 0 or shared > _GRAZE * min(label.h, box.h):
             continue
-        area = _clip(box.union(label).grow(12, cols, rows), cols, rows)
-        crop = view[area.y : area.y + area.h, area.x : area.x + area.w]
-        strokes = ink(np.ascontiguousarray(crop))
+        area, _, strokes = _local_ink(view, box.union(label))
         own, theirs = box.shifted(-area.x, -area.y), label.shifted(-area.x, -area.y)
         painted = glyph_row(strokes, own)
         outside = strokes.copy()  # the label's glyphs as seen outside the painted box
@@ -857,7 +839,6 @@ def _read_whole(
     ]
     if not labels:
         return items
-    rows, cols = int(view.shape[0]), int(view.shape[1])
     out = []
     for item in items:
         if item.verdict is Verdict.UNKNOWN and item.redacted:
@@ -867,7 +848,7 @@ def _read_whole(
                 if (
                     item.box.overlap(label.box) >= _WHOLE_SHARE * item.box.area
                     and read <= chars + 1
-                    and _ink_inside(item.box, label.box, view, cols, rows, chars + 1)
+                    and _ink_inside(item.box, label.box, view, chars + 1)
                 ):
                     item = replace(item, verdict=Verdict.CLINICAL, why=_READ_WHOLE, redacted=False)
                     break
@@ -875,11 +856,9 @@ def _read_whole(
     return out
 
 
-def _ink_inside(box: Box, label: Box, view: Image, cols: int, rows: int, most: int) -> bool:
+def _ink_inside(box: Box, label: Box, view: Image, most: int) -> bool:
     """``box`` holds 2 to ``most`` pieces of ink 3 px high or more, all inside ``label``."""
-    area = _clip(box.union(label).grow(12, cols, rows), cols, rows)
-    crop = view[area.y : area.y + area.h, area.x : area.x + area.w]
-    strokes = ink(np.ascontiguousarray(crop))
+    area, _, strokes = _local_ink(view, box.union(label))
     own, theirs = box.shifted(-area.x, -area.y), label.shifted(-area.x, -area.y)
     inside = np.zeros(strokes.shape, bool)
     inside[own.y : own.y + own.h, own.x : own.x + own.w] = True
@@ -896,6 +875,15 @@ def _ink_inside(box: Box, label: Box, view: Image, cols: int, rows: int, most: i
             & (y + h <= theirs.y + theirs.h)
         ).all()
     )
+
+
+def _local_ink(view: Image, region: Box) -> tuple[Box, Image, NDArray[np.bool_]]:
+    """The ink (:func:`detect.ink`) around ``region``: the crop of ``view`` 12 px wider each
+    way (the ink's local background reaches that far), where it lies, and its strokes."""
+    rows, cols = int(view.shape[0]), int(view.shape[1])
+    area = _clip(region.grow(12, cols, rows), cols, rows)
+    crop = np.ascontiguousarray(view[area.y : area.y + area.h, area.x : area.x + area.w])
+    return area, crop, ink(crop)
 
 
 def _banded(top: int, end: int) -> tuple[float, float]:

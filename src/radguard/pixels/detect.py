@@ -205,11 +205,6 @@ class Found:
         return Box(box.x, box.y, min(box.w, cols - box.x), min(box.h, rows - box.y))
 
 
-def scale(box: Box, factor: int) -> Box:
-    """``box`` in an image enlarged ``factor`` times."""
-    return Box(box.x * factor, box.y * factor, box.w * factor, box.h * factor)
-
-
 def upscale_factor(rows: int, cols: int) -> int:
     """How much a frame of this size is enlarged before detection (small text)."""
     return 2 if min(rows, cols) < _UPSCALE_BELOW else 1
@@ -419,8 +414,8 @@ def _tight(
     label's glyphs) and marks between glyphs, and smaller ones 5 px high or more within the
     row's columns when three of them line up as a row of glyphs of their own; smaller ink
     beside the row's columns (small text or specks in the padding) is left out of the kept
-    box. None when the box holds no row
-    of them, or (unless ``always``) is no wider than its glyphs."""
+    box. None when the box holds no row of them, or (unless ``always``) is no wider than
+    its glyphs."""
     row = glyph_row(strokes, box)
     if row.glyphs < 2:  # glyphs under a third of the box's height (a box grown over speckle)
         row = glyph_row(strokes, box, low=3)

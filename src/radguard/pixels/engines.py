@@ -78,6 +78,10 @@ class Box:
     def shifted(self, dx: int, dy: int) -> Box:
         return Box(self.x + dx, self.y + dy, self.w, self.h)
 
+    def enlarged(self, factor: int) -> Box:
+        """The box in the image enlarged ``factor`` times (the inverse of :meth:`scaled`)."""
+        return Box(self.x * factor, self.y * factor, self.w * factor, self.h * factor)
+
     def scaled(self, factor: float) -> Box:
         """The box of an image enlarged ``factor`` times, in the original image (every pixel
         it touches: edges rounded outwards)."""
