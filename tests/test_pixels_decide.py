@@ -361,6 +361,7 @@ def test_a_worse_reading_of_a_kept_labels_ink_in_another_box_keeps_the_label(
     lines = [Line(label, "LIVER TRV", 1.0, 2), Line(twin, "GAWRK MRV", 0.56, 2)]
     found = cleaner._judge(0, lines, Classifier([]), (400, 80), view)
     assert [f.redacted for f in found] == [False, False]
+    assert found[1].text == "LIVER TRV"  # it stands for the label: reported as the label
     kept = cleaner._judge(0, lines[:1], Classifier([]), (400, 80), view)
     found = cleaner._judge(0, lines[1:], Classifier([]), (400, 80), view, tuple(kept))
     assert [f.redacted for f in found] == [False]

@@ -827,7 +827,8 @@ def _read_whole(
     least (ink too faint to be seen does not pass for none) and no more than the label's
     characters and one, and its reading is no longer than the label's by more than one
     character. Labels are those read as such (now, or ``earlier``: kept in an earlier
-    read), not lines kept as too short to identify nor kept by this rule. Lines with an
+    read), not lines kept as too short to identify nor kept by this rule. A line so kept
+    carries the label's reading, not its own (reports show clinical text unmasked). Lines with an
     identifying reading, or whose verdict is not unknown, stand as they are."""
     labels = [
         f
@@ -850,7 +851,17 @@ def _read_whole(
                     and read <= chars + 1
                     and _ink_inside(item.box, label.box, view, chars + 1)
                 ):
-                    item = replace(item, verdict=Verdict.CLINICAL, why=_READ_WHOLE, redacted=False)
+                    # it stands for the label: its own reading (which matched nothing, and
+                    # is kept out of reports as clinical text would not be) is dropped
+                    item = replace(
+                        item,
+                        text=label.text,
+                        score=label.score,
+                        verdict=Verdict.CLINICAL,
+                        why=_READ_WHOLE,
+                        redacted=False,
+                        others=(),
+                    )
                     break
         out.append(item)
     return out
