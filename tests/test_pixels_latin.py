@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("rapidocr")
@@ -145,6 +146,41 @@ def test_training_script_trains_and_exports_a_loadable_model(tmp_path: Path) -> 
     probs = session.run(None, {"image": np.zeros((3, 1, 32, 96), np.uint8)})[0]
     assert probs.shape[:2] == (3, 24)
     assert np.allclose(probs.sum(axis=2), 1.0, atol=1e-3)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch (vet extra)")
+def test_training_script_tunes_from_the_packaged_model(tmp_path: Path) -> None:
+    """``--from-onnx`` recovers the packaged model's weights (normalisation folded, the LSTM's
+    gates reordered from ONNX's order to torch's): exported again untrained, it reads a real
+    overlay crop with the packaged model's probabilities. A wrong gate order or a missing
+    bias changes them."""
+    import onnxruntime as ort
+
+    from radguard.pixels.latin import model_bytes
+
+    packaged = tmp_path / "packaged.onnx"
+    packaged.write_bytes(model_bytes())
+    out = tmp_path / "again.onnx"
+    command = [sys.executable, str(ROOT / "scripts" / "train_recognizer.py"), "--from-onnx"]
+    command += [str(packaged), "--minutes", "0", "--eval", "0", "--workers", "0"]
+    done = subprocess.run(
+        [*command, "--out", str(out)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    mask = text_mask("LIVER TRV", Font(available_fonts()[-1], 16))
+    crop = np.pad(np.where(mask, 220, 30).astype(np.uint8), 8, constant_values=30)
+    height = 32
+    width = int(crop.shape[1] * height / crop.shape[0])
+    image = np.asarray(Image.fromarray(crop).resize((width, height)))[None, None]
+    probs = [
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+            None, {"image": image}
+        )[0]
+        for path in (packaged, out)
+    ]
+    assert probs[0].shape == probs[1].shape
+    assert float(np.abs(probs[0] - probs[1]).max()) < 1e-4
+    assert probs[0].max(axis=2).mean() > 0.5  # the crop is read, not all blank
 
 
 def test_beam_search_sums_alignments_and_needs_a_blank_between_repeats() -> None:
