@@ -196,6 +196,25 @@ def test_paint_grazing_a_kept_label_is_trimmed_off_its_glyphs_not_off_its_own() 
     assert (beside.x, beside.y, beside.h) == (164, flip[1].y, flip[1].h)
 
 
+def test_paint_keeps_room_for_descenders_only_where_ink_lies_between_line_and_label() -> None:
+    """Pixel bench seed 5, image 37: 'L12-5' 6 px below a painted date; the room kept below
+    the date's glyphs for descenders (0.4 of their height) and the paint's margin took the
+    label's top rows. With no ink between the two in the label's columns the paint stops a
+    margin short of the label; ink there (a descender's tail) keeps the room."""
+    view = np.full((140, 320), 30, np.uint8)
+    name_top, name_end = _burn(view, "HALVORSEN", 20, 20)
+    label_top, label_end = _burn(view, "LT KIDNEY", 20, name_end + 6)
+    assert label_top - name_end >= 5  # apart by more than a margin, less than the room
+    name = Box(14, name_top - 8, 200, label_top - (name_top - 8))  # into the label's box
+    label = Box(14, label_top - 6, 150, label_end - label_top + 12)
+    over = _off_labels(name, [label], view, 3)[0]
+    assert over.y + over.h + 3 <= label_top  # the paint, margin and all, clears the label
+    assert over.y + over.h >= name_end  # and covers the line's glyphs
+    view[name_end + 1 : name_end + 3, 60:62] = 255  # a descender's tail under the line
+    over = _off_labels(name, [label], view, 3)[0]
+    assert over.y + over.h > label_top - 3  # room kept: the label's top is lost
+
+
 def test_paint_is_not_trimmed_where_the_painted_line_is_not_made_out() -> None:
     """No glyphs of the painted line seen (faint, or nothing there): the box stands whole;
     and a label on the same row (more than a graze) never trims it."""

@@ -763,7 +763,8 @@ def _off_labels(box: Box, labels: list[Box], view: Image, margin: int) -> list[B
     """``box`` (to be painted, with ``margin``) trimmed, over the columns of a kept label on
     the row above or below whose box it grazes (detector boxes are padded, and grown over
     speckle), so that its paint stays off the label's glyphs. The paint still covers the
-    painted line's glyph band in ``view`` with room for accents and descenders, and reaches
+    painted line's glyph band in ``view``, with room for accents and descenders where the
+    label's columns show ink between the line's glyphs and the label's, and reaches
     no further than ``margin`` past the label's glyphs: the rows trimmed off are the
     label's own and a strip too low for a glyph, in the label's columns only (where the
     re-read after painting keeps the label's reading). Where the painted line's glyphs are
@@ -786,13 +787,17 @@ def _off_labels(box: Box, labels: list[Box], view: Image, margin: int) -> list[B
             return [box]  # the painted line's glyphs are not made out: no trimming at all
         ink_top, ink_end = _banded(painted.top, painted.end)
         top, bottom = box.y, box.y + box.h
-        if label.y < box.y:  # the label above: the paint starts below its glyphs
-            top = max(top, area.y + min(math.floor(ink_top), kept.end + margin))
-            strip = (box.y, top)
-        else:  # below: the paint ends above them
-            bottom = min(bottom, area.y + max(math.ceil(ink_end), kept.top - margin))
-            strip = (bottom, box.y + box.h)
         x0, x1 = max(box.x, label.x), min(end, label.x + label.w)
+        columns = slice(x0 - area.x, x1 - area.x)
+        if label.y < box.y:  # the label above: the paint starts below its glyphs
+            # room for accents unless the rows between the two show no ink at all
+            room = ink_top if strokes[kept.end : painted.top, columns].any() else painted.top
+            top = max(top, area.y + min(math.floor(room), kept.end + margin))
+            strip = (box.y, top)
+        else:  # below: the paint ends above them (room for descenders, as above)
+            room = ink_end if strokes[painted.end : kept.top, columns].any() else painted.end
+            bottom = min(bottom, area.y + max(math.ceil(room), kept.top - margin))
+            strip = (bottom, box.y + box.h)
         trimmed = strokes[strip[0] - area.y : strip[1] - area.y, x0 - area.x : x1 - area.x]
         if strip[1] - strip[0] > margin + 1 and trimmed.any():
             return [box]  # ink in more rows than a margin's: it may be a row of text
