@@ -237,7 +237,9 @@ class PixelCleaner:
             replace(f, box=b)
             for f in found
             for b in (
-                _off_labels(f.box, labels, view, self.policy.margin) if f.redacted else [f.box]
+                _off_labels(f.box, labels, view, self.policy.margin, _descends(f.text))
+                if f.redacted
+                else [f.box]
             )
         ]
 
@@ -759,13 +761,17 @@ def _around(whole: Box, part: Box, margin: int) -> list[Box]:
     return _around_all(whole, [part], margin)
 
 
-def _off_labels(box: Box, labels: list[Box], view: Image, margin: int) -> list[Box]:
+def _off_labels(
+    box: Box, labels: list[Box], view: Image, margin: int, descends: bool = True
+) -> list[Box]:
     """``box`` (to be painted, with ``margin``) trimmed, over the columns of a kept label on
     the row above or below whose box it grazes (detector boxes are padded, and grown over
     speckle), so that its paint stays off the label's glyphs. The paint still covers the
-    painted line's glyph band in ``view``, with room for accents and descenders where the
-    label's columns show ink between the line's glyphs and the label's, and reaches
-    no further than ``margin`` past the label's glyphs: the rows trimmed off are the
+    painted line's glyph band in ``view`` with room for accents above and descenders below;
+    below, the room gives way to the label only where the line's reading has no descending
+    character (``descends`` False) and the label's columns show no ink between the two rows
+    (a faint tail the ink finder misses is still painted when the reading has its letter).
+    It reaches no further than ``margin`` past the label's glyphs: the rows trimmed off are the
     label's own and a strip too low for a glyph, in the label's columns only (where the
     re-read after painting keeps the label's reading). Where the painted line's glyphs are
     not made out, the box stands whole (the label is lost)."""
@@ -790,12 +796,11 @@ def _off_labels(box: Box, labels: list[Box], view: Image, margin: int) -> list[B
         x0, x1 = max(box.x, label.x), min(end, label.x + label.w)
         columns = slice(x0 - area.x, x1 - area.x)
         if label.y < box.y:  # the label above: the paint starts below its glyphs
-            # room for accents unless the rows between the two show no ink at all
-            room = ink_top if strokes[kept.end : painted.top, columns].any() else painted.top
-            top = max(top, area.y + min(math.floor(room), kept.end + margin))
+            top = max(top, area.y + min(math.floor(ink_top), kept.end + margin))
             strip = (box.y, top)
-        else:  # below: the paint ends above them (room for descenders, as above)
-            room = ink_end if strokes[painted.end : kept.top, columns].any() else painted.end
+        else:  # below: the paint ends above them
+            clear = not descends and not strokes[painted.end : kept.top, columns].any()
+            room = painted.end if clear else ink_end
             bottom = min(bottom, area.y + max(math.ceil(room), kept.top - margin))
             strip = (bottom, box.y + box.h)
         trimmed = strokes[strip[0] - area.y : strip[1] - area.y, x0 - area.x : x1 - area.x]
@@ -819,6 +824,16 @@ def _off_labels(box: Box, labels: list[Box], view: Image, margin: int) -> list[B
         else:
             pieces.append(Box(x0, top, x1 - x0, bottom - top))
     return pieces
+
+
+# characters that reach below the baseline in common fonts (J and Q in some)
+_DESCENDERS = frozenset("gjpqyJQ,;()[]{}|@$_µ")
+
+
+def _descends(text: str) -> bool:
+    """The reading may reach below its row's glyph band: a descending character in it, or
+    nothing read (unknown, so assumed)."""
+    return not text.strip() or any(ch in _DESCENDERS for ch in text)
 
 
 def _read_whole(
