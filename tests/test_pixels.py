@@ -381,6 +381,10 @@ def test_identifying_paint_reaches_along_its_row_short_of_kept_labels() -> None:
     line = replace(line, text="ST HILDEGA")
     assert _reach_along(line, [], 512, (0, 4)).box == Box(80, 50, 328, 20)
     assert _reach_along(line, [label], 512, (0, 4)).box == Box(80, 50, 225, 20)
+    # the rightmost strip (100 px) of that line, 200 px wide, cut around a label kept at its
+    # left end: the characters are still the line's width, 20 px, not 10 (review)
+    strip = replace(line, box=Box(200, 50, 100, 20), span=200)
+    assert _reach_along(strip, [], 512, (0, 4)).box == Box(180, 50, 228, 20)
 
 
 def test_pieces_inside_a_kept_line_need_pixels_paint_left_alone() -> None:

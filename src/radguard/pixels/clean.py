@@ -87,6 +87,9 @@ class TextFound:
     # the pieces of ink in its box (``Line.pieces``)
     others: tuple[tuple[str, float], ...] = ()
     pieces: int = 0
+    # the width of the line ``text`` was read on, where ``box`` is only a strip of it (a
+    # line cut around the labels kept in it); 0: the box's own
+    span: int = 0
 
     def public(self) -> dict[str, Any]:
         """A record safe to print: the text masked unless kept as clinical."""
@@ -270,8 +273,9 @@ class PixelCleaner:
             ] or row
             score = min(f.score for f in row)
             why = f"row {decision.why}"
+            span = max(f.box.x + f.box.w for f in row) - min(f.box.x for f in row)
             extra.extend(
-                TextFound(frame, box, text, score, Verdict.IDENTIFYING, why, True)
+                TextFound(frame, box, text, score, Verdict.IDENTIFYING, why, True, span=span)
                 for box in _row_paint(painted)
             )
         return extra
@@ -425,7 +429,7 @@ class PixelCleaner:
             return None
         labels = list(kept.values())
         paint = _around_all(box, [k.box for k in labels], self.policy.margin)
-        return labels + [replace(item, box=b) for b in paint]
+        return labels + [replace(item, box=b, span=box.w) for b in paint]
 
     def _split(self, item: TextFound, line: Line, classifier: Classifier) -> list[TextFound] | None:
         """A line painted as neither identifying nor clinical whose reading within its row of
@@ -455,7 +459,8 @@ class PixelCleaner:
             return None  # a name read is not overruled by a reading that is a label
         why = f"{decision.why} (read within its glyphs)"
         label = TextFound(item.frame, box, text, score, decision.verdict, why, False)
-        return [label] + [replace(item, box=b) for b in _around(line.box, box, self.policy.margin)]
+        paint = _around(line.box, box, self.policy.margin)
+        return [label] + [replace(item, box=b, span=line.box.w) for b in paint]
 
     def scan(self, ds: Dataset, identifiers: tuple[str, ...] | None = None) -> PixelReport:
         """What text is where and what would be done with it (``ds`` is not changed)."""
@@ -1026,10 +1031,11 @@ def _reach_along(
     '04-Aug-2024'), and neither that piece nor the box's edge reads as anything alone.
     Further where the header value it matches goes on (``unread``: characters missing
     before and after it, :meth:`Classifier.unread`), at the width of the characters read,
-    a third more for the separators folded away."""
+    a third more for the separators folded away (the width of the whole line read, where
+    the box is a strip of it: ``TextFound.span``)."""
     box = found.box
     along = max(2, int(_ALONG * box.h))
-    width = box.w / max(len(found.text.strip()), 1)
+    width = (found.span or box.w) / max(len(found.text.strip()), 1)
     left, right = (max(along, math.ceil(_REST * n * width)) for n in unread)
     x0, x1 = max(0, box.x - left), min(cols, box.x + box.w + right)
     for other in kept:
