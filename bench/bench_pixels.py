@@ -111,6 +111,7 @@ def _score_image(image: Any, cleaner: Any, tally: dict[str, Any]) -> None:
                 by_size[0] += 1
             elif report is not None:
                 tally["lost"].append(_why_lost(line, report, margin))
+                tally["causes"][_cause(line, report, margin, max(covered))] += 1
     if not refused:
         tally["redacted_px"] += int(mask.sum())
         tally["redacted_outside"] += int((mask & ~text_area).sum())
@@ -135,6 +136,26 @@ def _why_lost(line: Any, report: Any, margin: int) -> str:
         f"{line.text!r} cap {line.cap_height} c {line.contrast:.0%} {line.font} {line.colour}: "
         + "; ".join(sorted(set(reasons)))
     )
+
+
+def _cause(line: Any, report: Any, margin: int, covered: float) -> str:
+    """Why a label was lost, in three kinds: grazed (under half its ink painted: paint of
+    a line beside it), painted with identifying text (one box, one row, or reaching along
+    it), or read as no label (misread, cut short, unreadable)."""
+    from radguard.pixels.clean import Verdict
+    from radguard.pixels.engines import Box
+
+    if covered < 0.5:
+        return "grazed by paint (under half its ink)"
+    here = Box(line.x, line.y, line.w, line.h)
+    for found in report.found:
+        if not found.redacted or (line.frame >= 0 and found.frame != line.frame):
+            continue
+        if found.verdict is Verdict.IDENTIFYING and found.box.grow(margin, 10**6, 10**6).overlap(
+            here
+        ):
+            return "painted with identifying text"
+    return "read as no label (misread, cut, unreadable)"
 
 
 def _why_left(line: Any, report: Any) -> str:
@@ -175,6 +196,7 @@ def _new_tally() -> dict[str, Any]:
         "labels": defaultdict(lambda: [0, 0]),
         "missed": [],
         "lost": [],
+        "causes": defaultdict(int),
         "left": [],
         "seconds": 0.0,
         "cpu": 0.0,
@@ -323,6 +345,9 @@ def _report(result: dict[str, Any]) -> None:
     )
     right, total = t["clinical"]
     print(f"clinical labels kept: {right}/{total} = {right / max(total, 1):.1%}")
+    if t["causes"]:
+        causes = ", ".join(f"{why} {n}" for why, n in sorted(t["causes"].items()))
+        print(f"  lost: {causes}")
     for bucket in sorted(t["labels"]):
         right, total = t["labels"][bucket]
         print(f"  {bucket:<18} {right:>4}/{total:<4} {right / max(total, 1):6.1%}")
