@@ -13,6 +13,7 @@ from radguard.phantom.burn import BUILTIN, Font, text_mask
 from radguard.pixels.classify import Classifier, Decision, Verdict, reads_as_name
 from radguard.pixels.clean import (
     PixelCleaner,
+    TextFound,
     _descends,
     _off_labels,
     _second_opinion,
@@ -121,6 +122,21 @@ def test_an_identifying_row_is_painted_piece_by_piece_not_as_one_rectangle(
     assert painted[309:346, 0:199].all()  # the unread piece and the gap, at the text's height
     assert not painted[284:306, 353:391].any()  # the label above keeps its pixels
     assert not painted[400:408, 0:190].any()  # the unread box's far rows are not painted
+
+
+def test_an_identifying_rows_paint_carries_the_rows_width_for_its_reach(
+    cleaner: PixelCleaner,
+) -> None:
+    """(review) Each box painted for a row of pieces ('(207)' ... '555-2643') carries the
+    width of the whole row, so reach over unread characters uses the row's character width,
+    not a piece's share of it."""
+    pieces = [
+        TextFound(0, Box(40, 100, 60, 20), "(207)", 0.9, Verdict.UNKNOWN, "t", True),
+        TextFound(0, Box(130, 100, 100, 20), "555-2643", 0.9, Verdict.UNKNOWN, "t", True),
+    ]
+    painted = cleaner._rows(0, pieces, Classifier([]))
+    assert painted and all(f.verdict is Verdict.IDENTIFYING for f in painted)
+    assert {f.span for f in painted} == {190}  # from x 40 to x 230
 
 
 def test_reread_piece_a_little_wider_than_a_kept_line_keeps_its_reading() -> None:

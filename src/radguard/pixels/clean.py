@@ -1035,7 +1035,7 @@ def _reach_along(
     the box is a strip of it: ``TextFound.span``)."""
     box = found.box
     along = max(2, int(_ALONG * box.h))
-    width = (found.span or box.w) / max(len(found.text.strip()), 1)
+    width = max(found.span, box.w) / max(len(found.text.strip()), 1)
     left, right = (max(along, math.ceil(_REST * n * width)) for n in unread)
     x0, x1 = max(0, box.x - left), min(cols, box.x + box.w + right)
     for other in kept:
