@@ -121,17 +121,26 @@ def _score_image(image: Any, cleaner: Any, tally: dict[str, Any]) -> None:
         tally["free_images"] += 1
 
 
-def _why_lost(line: Any, report: Any, margin: int) -> str:
-    """One lost label and the painted boxes over it: synthetic text only (bench corpus)."""
+def _paint_over(line: Any, report: Any, margin: int) -> list[Any]:
+    """What was painted over a burned line (in its frame, the paint's margin counted)."""
     from radguard.pixels.engines import Box
 
-    reasons = []
-    for found in report.found:
-        if not found.redacted or (line.frame >= 0 and found.frame != line.frame):
-            continue
-        b = found.box.grow(margin, 10**6, 10**6)
-        if b.overlap(Box(line.x, line.y, line.w, line.h)):
-            reasons.append(f"{found.text!r}/{found.score:.2f}/{found.why}")
+    here = Box(line.x, line.y, line.w, line.h)
+    return [
+        found
+        for found in report.found
+        if found.redacted
+        and (line.frame < 0 or found.frame == line.frame)
+        and found.box.grow(margin, 10**6, 10**6).overlap(here)
+    ]
+
+
+def _why_lost(line: Any, report: Any, margin: int) -> str:
+    """One lost label and the painted boxes over it: synthetic text only (bench corpus)."""
+    reasons = [
+        f"{found.text!r}/{found.score:.2f}/{found.why}"
+        for found in _paint_over(line, report, margin)
+    ]
     return (
         f"{line.text!r} cap {line.cap_height} c {line.contrast:.0%} {line.font} {line.colour}: "
         + "; ".join(sorted(set(reasons)))
@@ -143,18 +152,11 @@ def _cause(line: Any, report: Any, margin: int, covered: float) -> str:
     a line beside it), painted with identifying text (one box, one row, or reaching along
     it), or read as no label (misread, cut short, unreadable)."""
     from radguard.pixels.clean import Verdict
-    from radguard.pixels.engines import Box
 
     if covered < 0.5:
         return "grazed by paint (under half its ink)"
-    here = Box(line.x, line.y, line.w, line.h)
-    for found in report.found:
-        if not found.redacted or (line.frame >= 0 and found.frame != line.frame):
-            continue
-        if found.verdict is Verdict.IDENTIFYING and found.box.grow(margin, 10**6, 10**6).overlap(
-            here
-        ):
-            return "painted with identifying text"
+    if any(f.verdict is Verdict.IDENTIFYING for f in _paint_over(line, report, margin)):
+        return "painted with identifying text"
     return "read as no label (misread, cut, unreadable)"
 
 
