@@ -564,7 +564,16 @@ def load_onnx(model: Any, path: Path) -> None:
     weights = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
     nodes = proto.graph.node
     convs = [mod for mod in model.features if isinstance(mod, torch.nn.Conv2d)]
-    for layer, node in zip(convs, [n for n in nodes if n.op_type == "Conv"], strict=True):
+    found = [n for n in nodes if n.op_type == "Conv"]
+    kinds = {n.op_type for n in nodes}
+    shapes = [tuple(weights[n.input[1]].shape) if n.input[1] in weights else () for n in found]
+    if (
+        shapes != [tuple(layer.weight.shape) for layer in convs]
+        or any(len(n.input) < 3 for n in found)
+        or not {"LSTM", "MatMul", "Add"} <= kinds
+    ):
+        raise SystemExit(f"{path}: not an export of this script's recognizer (layers differ)")
+    for layer, node in zip(convs, found, strict=True):
         layer.weight.data = torch.from_numpy(weights[node.input[1]].copy())
         layer.bias.data = torch.from_numpy(weights[node.input[2]].copy())
     lstm = next(n for n in nodes if n.op_type == "LSTM")
