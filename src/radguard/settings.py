@@ -189,6 +189,7 @@ class PixelPolicy:
     unknown_text: UnknownText = UnknownText.REDACT
     keep: tuple[str, ...] = ()
     builtin_keep: bool = True
+    spell_labels: bool = True
     margin: int = 3
     passes: tuple[str, ...] = ("fused", "fine")
     min_score: float = 0.5
@@ -356,6 +357,7 @@ _KNOWN_KEYS: dict[str, set[str]] = {
         "unknown_text",
         "keep",
         "builtin_keep",
+        "spell_labels",
         "margin",
         "passes",
         "min_score",
@@ -591,7 +593,7 @@ def _pixels(raw: Any, bad: Any) -> PixelPolicy:
             except ValueError:
                 choices = ", ".join(repr(k.value) for k in kind)
                 bad(key, "pixels", f"{raw[key]!r} is not one of {choices}")
-    for key in ("redact_all", "builtin_keep"):
+    for key in ("redact_all", "builtin_keep", "spell_labels"):
         if key in raw:
             if isinstance(raw[key], bool):
                 values[key] = raw[key]

@@ -374,6 +374,13 @@ def _census() -> tuple[frozenset[str], frozenset[str]]:
     return _names()
 
 
+@lru_cache(maxsize=1)
+def census_names() -> frozenset[str]:
+    """The census first names and surnames together (upper case)."""
+    first, last = _census()
+    return first | last
+
+
 @lru_cache(maxsize=4096)
 def _near_glued(run: str, slips: int, long: bool = False, first: bool = True) -> bool:
     """``run`` is a clinical word, or clinical words read without spaces one of which has

@@ -22,9 +22,11 @@ from pydicom.dataset import Dataset
 
 from radguard.errors import Rejected
 from radguard.pixels.classify import (
+    CLINICAL_VOCABULARY,
     Classifier,
     Decision,
     Verdict,
+    census_names,
     header_identifiers,
     reads_as_name,
 )
@@ -46,6 +48,7 @@ from radguard.pixels.detect import (
 )
 from radguard.pixels.engines import Box, Image, Line, OcrEngine, get_engine, rows_of
 from radguard.pixels.frames import Pixels, decode, display, fill_value, write_back
+from radguard.pixels.lexicon import Speller
 from radguard.settings import PixelPolicy, PixelScan, UnknownText
 
 # PS3.3 A.8 / A.8.5: Secondary Capture SOP classes (screen saves, scanned documents...)
@@ -171,6 +174,17 @@ class PixelCleaner:
     def _classifier(self, identifiers: tuple[str, ...]) -> Classifier:
         return Classifier(identifiers, self.policy.keep, self.policy.builtin_keep)
 
+    def _speller(self, classifier: Classifier) -> Speller | None:
+        """What spells a misread label in clinical words, for this file's rules (the
+        spelling must be a label to them); none without the built-in vocabulary."""
+        if not (self.policy.spell_labels and self.policy.builtin_keep):
+            return None
+        return Speller(
+            lambda text: classifier.decide(text).verdict is Verdict.CLINICAL,
+            CLINICAL_VOCABULARY,
+            census_names(),
+        )
+
     def _read(
         self, ds: Dataset, pixels: Pixels, classifier: Classifier, stats: ScanStats
     ) -> list[TextFound]:
@@ -186,6 +200,7 @@ class PixelCleaner:
             doubt=lambda text: (
                 not _ALNUM.search(text) or classifier.decide(text).verdict is Verdict.UNKNOWN
             ),
+            spell=self._speller(classifier),
         )
         found = []
         size = (int(views.shape[2]), int(views.shape[1]))
@@ -323,7 +338,7 @@ class PixelCleaner:
         if not _ALNUM.search(line.text):
             return None
         decision = classifier.decide(line.text)
-        if decision.verdict is not Verdict.IDENTIFYING and line.others:
+        if decision.verdict is not Verdict.IDENTIFYING and (line.others or line.spelled):
             decision = _second_opinion(decision, line, classifier, settle=not replaced)
         identifying = decision.verdict is Verdict.IDENTIFYING
         if line.score < self.policy.min_score and not identifying:
@@ -942,7 +957,8 @@ def _second_opinion(
     first: Decision, line: Line, classifier: Classifier, settle: bool = True
 ) -> Decision:
     """A reading checked against the line's second readings: identifying if any of them
-    identifies; an unknown one clinical if a confident second reading is a clinical label
+    identifies; an unknown one clinical if a confident second reading is a clinical label,
+    or the recognizer supports a spelling of it in clinical words (``Line.spelled``)
     (``settle`` False: never clinical; the reading replaced an unsure one)."""
     verdicts = [(classifier.decide(text), score) for text, score in line.others]
     for decision, _ in verdicts:
@@ -962,6 +978,8 @@ def _second_opinion(
     named = [line.text] + [t for t, p in line.others if p >= _SECOND_LOW]
     if first.verdict is not Verdict.UNKNOWN or not settle or any(map(reads_as_name, named)):
         return first  # a name read is not overruled by a reading that is a label
+    if line.spelled and classifier.decide(line.spelled).verdict is Verdict.CLINICAL:
+        return Decision(Verdict.CLINICAL, "clinical label (spelling the recognizer supports)")
     length = len(_ALNUM.findall(line.text))
     sure: dict[str, int] = {}  # sure clinical second readings, by their characters
     for (text, _), (decision, score) in zip(line.others, verdicts, strict=True):

@@ -35,7 +35,7 @@ import hashlib
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
@@ -252,15 +252,24 @@ def find_text(
 
 
 Doubt = Callable[[str], bool]
+# a clinical spelling of a line's reading that the recognizer's per-step class probabilities
+# support (lexicon.Speller), or None
+Spell = Callable[[NDArray[np.float32], Sequence[str], str], str | None]
 
 
 def read_boxes(
-    found: Found, engine: OcrEngine, boxes: list[Box] | None = None, doubt: Doubt | None = None
+    found: Found,
+    engine: OcrEngine,
+    boxes: list[Box] | None = None,
+    doubt: Doubt | None = None,
+    spell: Spell | None = None,
 ) -> list[Line]:
     """Read ``boxes`` (default: all found) on the fused view, a weak read again on the image
     as shown, the better kept; boxes in the coordinates of the image given to find_text.
     Lines whose reading ``doubt`` says is in doubt (neither identifying nor clinical) get a
-    second reading on the other view in ``Line.others`` (as weak ones do)."""
+    second reading on the other view in ``Line.others`` (as weak ones do), and ``spell``
+    gives them the clinical spelling their recognizer's output supports, if any
+    (``Line.spelled``)."""
     boxes = found.boxes if boxes is None else boxes
     first, other = (found.work, found.fused) if found.busy else (found.fused, found.work)
     lines = engine.read(first, boxes) if boxes else []
@@ -268,6 +277,7 @@ def read_boxes(
     seconds: dict[int, list[tuple[str, float]]] = {}
     kept_other: set[int] = set()  # lines whose kept reading is the other view's
     tights: dict[int, tuple[Box, str, float, int]] = {}  # readings within the glyphs
+    spelled: dict[int, str] = {}
     if weak:
         again = engine.read(other, [boxes[k] for k in weak])
         for k, line in zip(weak, again, strict=True):
@@ -309,6 +319,14 @@ def read_boxes(
                 wider = [_widened(boxes[k], cols, rows) for k in group]
                 for k, line in zip(group, engine.read(view, wider), strict=True):
                     seconds.setdefault(k, []).append((line.text, line.score))
+                # the clinical spelling the recognizer's own output for the box supports, where
+                # it read a label a letter or two wrong (PIGHT FIDNEY LONG)
+                line_probs = getattr(engine, "line_probs", None)
+                if spell is not None and line_probs is not None:
+                    charset, per_line = line_probs(view, [boxes[k] for k in group])
+                    for k, probs in zip(group, per_line, strict=True):
+                        if probs is not None and (text := spell(probs, charset, lines[k].text)):
+                            spelled[k] = text
                 # and narrowed to its row of glyphs, where speckle beside them was read too
                 narrowed = [(k, *t) for k in group if (t := _tight(found.strokes, boxes[k], cols))]
                 read = engine.read(view, [b for _, b, _, _ in narrowed]) if narrowed else []
@@ -323,6 +341,7 @@ def read_boxes(
             tuple(seconds.get(k, ())),
             ink_count(found.strokes, box) if k in seconds else 0,
             tights.get(k),
+            spelled.get(k),
         )
         for k, (box, line) in enumerate(zip(boxes, lines, strict=True))
     ]
@@ -504,11 +523,12 @@ def read_frame(
     upscale: bool = True,
     doubt: Doubt | None = None,
     factor: int | None = None,
+    spell: Spell | None = None,
 ) -> list[Line]:
     """Every text line found in ``image`` by any pass, read once each (a weak read twice)."""
     started = time.perf_counter()
     found = find_text(engine, image, passes, upscale, factor)
-    lines = read_boxes(found, engine, doubt=doubt)
+    lines = read_boxes(found, engine, doubt=doubt, spell=spell)
     if stats is not None:
         stats.detections += found.detections
         stats.ocr_seconds += time.perf_counter() - started
@@ -630,15 +650,16 @@ def read_frames(
     tolerance: int = 2,
     stats: ScanStats | None = None,
     doubt: Doubt | None = None,
+    spell: Spell | None = None,
 ) -> list[list[Line]]:
     """Text lines per frame of ``frames`` (frames, rows, cols[, 3]), reusing what can be
-    (``doubt``: see :func:`read_boxes`)."""
+    (``doubt`` and ``spell``: see :func:`read_boxes`)."""
     stats = stats if stats is not None else ScanStats()
     count = int(frames.shape[0])
     stats.frames += count
     if count == 1:
         stats.full += 1
-        return [read_frame(engine, frames[0], passes, stats, doubt=doubt)]
+        return [read_frame(engine, frames[0], passes, stats, doubt=doubt, spell=spell)]
     grey = frames if frames.ndim == 3 else frames.max(axis=3)
     spread = grey.max(axis=0).astype(np.int16) - grey.min(axis=0)
     static = spread <= tolerance
@@ -647,12 +668,12 @@ def read_frames(
     if static.any() and not static.all():
         composite = np.where(static[..., None] if frames.ndim == 4 else static, frames[0], 0)
         static_lines = read_frame(
-            engine, composite.astype(np.uint8), _masked(passes), stats, doubt=doubt
+            engine, composite.astype(np.uint8), _masked(passes), stats, doubt=doubt, spell=spell
         )
 
     def read_key(k: int) -> list[Line]:
         """Frame ``k`` read in full as a key frame; its lines (its result set)."""
-        lines = read_frame(engine, frames[k], passes, stats, doubt=doubt)
+        lines = read_frame(engine, frames[k], passes, stats, doubt=doubt, spell=spell)
         stats.full += 1
         results[k] = _dedupe([*static_lines, *lines])
         return lines
@@ -720,7 +741,7 @@ def read_frames(
                 lines.extend(last[3])
                 stats.reused += 1
             else:
-                found = _read_region(engine, frames[k], region, passes, stats, doubt)
+                found = _read_region(engine, frames[k], region, passes, stats, doubt, spell)
                 known = [line.box for line in lines]
                 found = [line for line in found if not _inside_any(line.box, known)]
                 last = (region, candidates, grey[k], found)
@@ -771,6 +792,7 @@ def _read_region(
     passes: tuple[Pass, ...],
     stats: ScanStats,
     doubt: Doubt | None = None,
+    spell: Spell | None = None,
 ) -> list[Line]:
     """Read only ``region`` of ``frame``: its bounding box, black outside the region."""
     ys, xs = np.nonzero(region)
@@ -785,6 +807,7 @@ def _read_region(
         stats,
         doubt=doubt,
         factor=upscale_factor(*frame.shape[:2]),
+        spell=spell,
     )
     return [replace(line, box=line.box.shifted(x0, y0)) for line in found]
 

@@ -127,6 +127,9 @@ class Line:
     # ...the box narrowed to its row of glyphs, what was read there, and how many pieces
     # of ink 3 px high or more reach into the narrowed box
     tight: tuple[Box, str, float, int] | None = None
+    # lines in doubt: a spelling of the reading in clinical words that the recognizer's own
+    # output supports nearly as well, and names far less (lexicon.Speller); None: none
+    spelled: str | None = None
 
 
 class OcrEngine(Protocol):

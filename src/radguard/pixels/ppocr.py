@@ -295,10 +295,24 @@ class PpOcrEngine:
         crops = [_crop(image, line.box) for line in lines]
         return self._latin.alternatives(crops, [(line.text, line.score) for line in lines])
 
+    def line_probs(
+        self, image: Image, boxes: list[Box]
+    ) -> tuple[list[str], list[NDArray[np.float32] | None]]:
+        """The reader's per-step class probabilities for each box (None: nothing to read),
+        with its characters (index 0 the CTC blank): what :class:`lexicon.Speller` weighs."""
+        crops = [_crop(image, box) for box in boxes]
+        if self._latin is not None:
+            return self._latin.charset, self._latin.probs(crops)
+        return self._charset, self._probs(crops)
+
     def read_crops(self, crops: list[Image]) -> list[tuple[str, float]]:
         """PP-OCR's text and confidence (mean of the emitted characters' probabilities) of
         each crop (grey or RGB, like the images)."""
-        results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
+        return [("", 0.0) if probs is None else self._decode(probs) for probs in self._probs(crops)]
+
+    def _probs(self, crops: list[Image]) -> list[NDArray[np.float32] | None]:
+        """PP-OCR's per-step class probabilities for each crop (None: nothing to read)."""
+        results: list[NDArray[np.float32] | None] = [None] * len(crops)
         inputs: list[tuple[int, NDArray[np.float32]]] = []
         for index, crop in enumerate(crops):
             if crop.size == 0 or min(crop.shape[:2]) < 2:
@@ -312,7 +326,7 @@ class PpOcrEngine:
                 tensor[row, :, :, : array.shape[2]] = array
             probs = self._rec.run(None, {self._rec_input: tensor})[0]
             for row, (index, _) in enumerate(batch):
-                results[index] = self._decode(probs[row])
+                results[index] = probs[row]  # padded to the batch's width, as always read
         return results
 
     def _rec_input_of(self, crop: Image) -> NDArray[np.float32]:

@@ -1,0 +1,204 @@
+"""Clinical words weighed by the recognizer itself: the likely spelling of a misread label.
+
+A small or faint label is often read with a letter or two wrong (``PIGHT FIDNEY LONG``), yet
+the recognizer gave the right letters much of their probability. Rather than guess from the
+string which slips are likely, each nearby spelling made of clinical words is scored by the
+recognizer's own output for the crop: the CTC probability of that text, summed over its
+alignments, against the reading's. The spelling is a reading of the line when the pixels
+support it nearly as well as what was read (:data:`LEAST_SUPPORT`) and far better than every
+spelling where a changed word is a census name instead (:data:`NAME_MARGIN`): a name that a
+label's spelling lies near (TOWER read ``zower``, POWER near) is left to the other rules.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+
+import numpy as np
+from numpy.typing import NDArray
+
+LEAST_SUPPORT = -3.0  # log10 of a spelling's probability relative to the reading's, at least
+NAME_MARGIN = 1.0  # log10 by which it must beat every spelling with a name in its place
+_FLOOR = 1e-12  # probabilities are clipped here before logarithms
+_PER_WORD = 4  # clinical words tried in place of one word of the reading at most
+_SPELLINGS = 64  # spellings of a line scored at most
+_SHORTEST = 3  # letters and digits of a spelling (shorter ones identify no one anyway)
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_WORDS = re.compile(r"(\s+)")  # words and the spaces between them, as read
+
+
+def ctc_log_likelihoods(
+    log_probs: NDArray[np.float64], texts: Sequence[Sequence[int]]
+) -> NDArray[np.float64]:
+    """Natural log of the probability of each text (class indices, the blank 0 excluded)
+    under CTC, given one line's per-step log class probabilities (steps, classes): the sum
+    over every alignment of the text with the steps. All texts go through the steps at once."""
+    steps = log_probs.shape[0]
+    count = len(texts)
+    longest = max((len(t) for t in texts), default=0)
+    size = 2 * longest + 1
+    extended = np.zeros((count, size), np.int64)  # blank, c1, blank, c2, ..., blank
+    skip = np.zeros((count, size), bool)  # a jump over the blank between two that differ
+    for row, text in enumerate(texts):
+        if text:
+            extended[row, 1 : 2 * len(text) : 2] = text
+            skip[row, 3 : 2 * len(text) : 2] = np.asarray(text[1:]) != np.asarray(text[:-1])
+    alpha = np.full((count, size), -np.inf)
+    alpha[:, 0] = log_probs[0, 0]
+    if size > 1:
+        alpha[:, 1] = log_probs[0, extended[:, 1]]
+    none = np.full((count, 1), -np.inf)
+    for t in range(1, steps):
+        step = np.concatenate((none, alpha[:, :-1]), axis=1)
+        jump = np.concatenate((none, none, alpha[:, :-2]), axis=1)[:, :size]
+        alpha = np.logaddexp(np.logaddexp(alpha, step), np.where(skip, jump, -np.inf))
+        alpha += log_probs[t][extended]
+    ends = np.asarray([2 * len(t) for t in texts])
+    last = alpha[np.arange(count), ends]
+    before = np.where(ends > 0, alpha[np.arange(count), np.maximum(ends - 1, 0)], -np.inf)
+    out: NDArray[np.float64] = np.logaddexp(last, before)
+    return out
+
+
+def distance(a: str, b: str) -> int:
+    """Levenshtein distance (substitutions, insertions, deletions)."""
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
+
+
+def _edits(word: str) -> set[str]:
+    """Every string one deletion, substitution or insertion (of a letter) from ``word``."""
+    cuts = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    found = {a + b[1:] for a, b in cuts if b}
+    found |= {a + c + b[1:] for a, b in cuts if b for c in _LETTERS}
+    found |= {a + c + b for a, b in cuts for c in _LETTERS}
+    return found
+
+
+def nearby(word: str, known: frozenset[str], most: int) -> set[str]:
+    """Words of ``known`` within ``most`` (0 to 2) edits of ``word`` (upper case), the
+    word itself included."""
+    word = word.upper()
+    found = {word} & known
+    if most >= 1:
+        first = _edits(word)
+        found |= first & known
+        if most >= 2:
+            for edit in first:
+                found |= _edits(edit) & known
+    return found
+
+
+@lru_cache(maxsize=8192)
+def _near_words(word: str, vocabulary: frozenset[str]) -> tuple[str, ...]:
+    """``word`` and the clinical words near it (one edit for words of up to three characters,
+    two for longer ones), nearest first, lower case where it was read so; numbers as read."""
+    upper = word.upper()
+    if any(c.isdigit() for c in upper):
+        return (word,)
+    most = 1 if len(upper) <= 3 else 2
+    near = sorted(
+        (d, w)
+        for w in vocabulary
+        if abs(len(w) - len(upper)) <= most and (d := distance(upper, w)) <= most
+    )
+    lower = word.islower()
+    words = [word] + [w.lower() if lower else w for _, w in near if w != upper]
+    return tuple(dict.fromkeys(words))[: _PER_WORD + 1]
+
+
+def spellings(text: str, vocabulary: frozenset[str]) -> list[str]:
+    """``text`` with some of its words replaced by clinical words near them (the spaces as
+    read), the reading itself left out; at most :data:`_SPELLINGS`."""
+    parts = _WORDS.split(text.strip())
+    options = [(p,) if not p or p.isspace() else _near_words(p, vocabulary) for p in parts]
+    while math.prod(len(o) for o in options) > _SPELLINGS:
+        widest = max(range(len(options)), key=lambda k: len(options[k]))
+        options[widest] = options[widest][:-1]
+    return [s for s in ("".join(c) for c in itertools.product(*options)) if s != text.strip()]
+
+
+def _styles(word: str) -> tuple[str, ...]:
+    """A word as it may be written: upper, lower and title case."""
+    return tuple(dict.fromkeys((word.upper(), word.lower(), word.capitalize())))
+
+
+class Speller:
+    """Finds the clinical spelling of a misread label that the recognizer supports (one per
+    file: ``clinical`` says whether a whole line is a label for this file's rules)."""
+
+    def __init__(
+        self,
+        clinical: Callable[[str], bool],
+        vocabulary: frozenset[str],
+        names: frozenset[str],
+        least: float = LEAST_SUPPORT,
+        margin: float = NAME_MARGIN,
+    ) -> None:
+        self._clinical = clinical
+        self._vocabulary = vocabulary
+        self._names = names
+        self._least = least * math.log(10)
+        self._margin = margin * math.log(10)
+
+    def __call__(
+        self, probs: NDArray[np.float32], charset: Sequence[str], reading: str
+    ) -> str | None:
+        """The spelling of ``reading`` the recognizer's per-step class ``probs`` support as
+        a label, or None."""
+        found = self.weigh(probs, charset, reading)
+        if found is None:
+            return None
+        text, support, margin = found
+        return text if support >= self._least and margin >= self._margin else None
+
+    def weigh(
+        self, probs: NDArray[np.float32], charset: Sequence[str], reading: str
+    ) -> tuple[str, float, float] | None:
+        """The best supported clinical spelling of ``reading`` (three letters or digits at
+        least), its natural-log probability relative to the reading's, and its margin over
+        the best spelling with a census name (within one edit more than the clinical word
+        was, up to two) in place of a changed word; None when no clinical spelling is near."""
+        index = {c: k for k, c in enumerate(charset) if c}
+        if any(c not in index for c in reading) or len(_alnum(reading)) < _SHORTEST:
+            return None
+        candidates = [
+            s
+            for s in spellings(reading, self._vocabulary)
+            if len(_alnum(s)) >= _SHORTEST and all(c in index for c in s) and self._clinical(s)
+        ]
+        if not candidates:
+            return None
+        log_probs = np.log(np.clip(probs.astype(np.float64), _FLOOR, None))
+        texts = [reading.strip(), *candidates]
+        scores = ctc_log_likelihoods(log_probs, [[index[c] for c in t] for t in texts])
+        best = int(np.argmax(scores[1:])) + 1
+        text, support = texts[best], float(scores[best] - scores[0])
+        said, meant = _WORDS.split(reading.strip()), _WORDS.split(text)
+        rivals: list[str] = []
+        for k, (was, now) in enumerate(zip(said, meant, strict=True)):
+            if was == now:
+                continue
+            letters = re.sub(r"[^A-Za-z]", "", was)
+            most = min(2, distance(was.upper(), now.upper()) + 1)
+            for name in nearby(letters, self._names, most) if letters else ():
+                if name != now.upper():
+                    rivals += ["".join([*meant[:k], s, *meant[k + 1 :]]) for s in _styles(name)]
+        rivals = [r for r in rivals if all(c in index for c in r)]
+        if not rivals:
+            return text, support, math.inf
+        rival = ctc_log_likelihoods(log_probs, [[index[c] for c in r] for r in rivals])
+        return text, support, float(scores[best] - rival.max())
+
+
+def _alnum(text: str) -> str:
+    return re.sub(r"[^0-9A-Za-z]", "", text)
