@@ -513,6 +513,7 @@ def test_policy_pixels_section_validated(tmp_path: Path) -> None:
     path = tmp_path / "p.toml"
     path.write_text(
         'extends = "research"\n[pixels]\nscan = "sometimes"\nmargin = -1\npasses = ["blur"]\n'
+        'spell_labels = "yes"\n'
         '[[pixels.layouts]]\nmanufacturer = "ACME"\nregions = [[0, 0, 10]]\n'
     )
     problems = check_policy(path)
@@ -520,15 +521,18 @@ def test_policy_pixels_section_validated(tmp_path: Path) -> None:
     assert "line 3: pixels.scan" in joined
     assert "line 4: pixels.margin" in joined
     assert "pixels.passes" in joined
-    assert "line 8: pixels.layouts.regions" in joined
+    assert "line 6: pixels.spell_labels: must be true or false" in joined
+    assert "line 9: pixels.layouts.regions" in joined
     good = tmp_path / "g.toml"
     good.write_text(
         'extends = "research"\n[pixels]\nscan = "all"\nengine = "tesseract"\n'
-        'keep = ["PAGE \\\\d+"]\n[[pixels.layouts]]\nmanufacturer = "ACME.*"\n'
+        'keep = ["PAGE \\\\d+"]\nspell_labels = false\n'
+        '[[pixels.layouts]]\nmanufacturer = "ACME.*"\n'
         "regions = [[0, 0, 100, 20]]\n"
     )
     policy = load_policy(good).pixels
     assert policy.scan is PixelScan.ALL and policy.layouts[0].regions == ((0, 0, 100, 20),)
+    assert not policy.spell_labels and PixelPolicy().spell_labels
     with pytest.raises(PolicyError):
         load_policy(path)
     assert isinstance(PixelPolicy(), PixelPolicy)

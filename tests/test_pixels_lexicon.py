@@ -1,0 +1,148 @@
+"""Labels spelled by the recognizer's own output (radguard.pixels.lexicon): the CTC
+probability of a text is the sum over its alignments, a misread label whose right letters the
+recognizer half saw is kept, and a name a label's spelling lies near is not."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from radguard.pixels.classify import CLINICAL_VOCABULARY, census_names
+from radguard.pixels.lexicon import Speller, ctc_log_likelihoods, nearby, spellings
+
+CHARSET = ["", " ", *"ABCDEFGHIJKLMNOPQRSTUVWXYZ", *"abcdefghijklmnopqrstuvwxyz", *"0123456789"]
+INDEX = {c: k for k, c in enumerate(CHARSET) if c}
+
+
+def _collapse(path: tuple[int, ...]) -> tuple[int, ...]:
+    out: list[int] = []
+    previous = None
+    for c in path:
+        if c != previous and c != 0:
+            out.append(c)
+        previous = c
+    return tuple(out)
+
+
+def test_ctc_likelihood_is_the_sum_over_every_alignment() -> None:
+    rng = np.random.default_rng(3)
+    steps, classes = 6, 4
+    probs = rng.random((steps, classes))
+    probs /= probs.sum(axis=1, keepdims=True)
+    total: dict[tuple[int, ...], float] = {}
+    for path in itertools.product(range(classes), repeat=steps):
+        p = math.prod(probs[t, c] for t, c in enumerate(path))
+        total[_collapse(path)] = total.get(_collapse(path), 0.0) + p
+    texts = [(), (1,), (1, 1), (2, 3, 1), (3, 3, 3), (1, 2, 1, 2), (1, 1, 1, 1)]
+    got = np.exp(ctc_log_likelihoods(np.log(probs), texts))
+    want = [total.get(t, 0.0) for t in texts]
+    assert np.allclose(got, want, rtol=1e-9, atol=1e-15)
+    assert got[-1] == 0.0  # four repeats need seven steps
+
+
+def _probs(*steps: dict[str, float]) -> np.ndarray:
+    """Per-step probabilities: each character of a step's dict emitted with its weight
+    (the rest blank), a blank step after each."""
+    rows = []
+    for step in steps:
+        row = np.full(len(CHARSET), 1e-6)
+        for c, p in step.items():
+            row[INDEX[c]] = p
+        row[0] = max(1e-6, 1.0 - sum(step.values()))
+        rows.append(row / row.sum())
+        blank = np.full(len(CHARSET), 1e-6)
+        blank[0] = 1.0
+        rows.append(blank / blank.sum())
+    return np.asarray(rows, np.float32)
+
+
+def _sure(text: str, **torn: dict[str, float]) -> np.ndarray:
+    """``text`` read surely, but at positions named ``at<k>`` the given mix."""
+    return _probs(*(torn.get(f"at{k}", {c: 0.98}) for k, c in enumerate(text)))
+
+
+def _speller() -> Speller:
+    from radguard.pixels.classify import Classifier, Verdict
+
+    classifier = Classifier(())
+    return Speller(
+        lambda t: classifier.decide(t).verdict is Verdict.CLINICAL,
+        CLINICAL_VOCABULARY,
+        census_names(),
+    )
+
+
+def test_a_label_read_with_letters_the_recognizer_half_saw_is_spelled() -> None:
+    speller = _speller()
+    # 'PIGHT FIDNEY LONG' where R and K had a quarter of their steps' probability
+    probs = _sure("RIGHT KIDNEY LONG", at0={"P": 0.7, "R": 0.25}, at6={"F": 0.6, "K": 0.35})
+    # the best supported spelling that is a label: PIGHT (one slip from RIGHT beside KIDNEY)
+    # stays, as the recognizer favours P; K replaces F
+    assert speller(probs, CHARSET, "PIGHT FIDNEY LONG") == "PIGHT KIDNEY LONG"
+    # the same reading with R and K all but unseen: nothing the pixels support
+    unseen = _sure("RIGHT KIDNEY LONG", at0={"P": 0.97, "R": 1e-5}, at6={"F": 0.97, "K": 1e-5})
+    assert speller(unseen, CHARSET, "PIGHT FIDNEY LONG") is None
+
+
+def test_a_name_near_a_label_is_not_spelled_as_one() -> None:
+    speller = _speller()
+    # 'zower': P (POWER, a clinical word) as likely as T (TOWER, a census surname)
+    torn = _sure("zower", at0={"z": 0.8, "p": 0.08, "t": 0.1})
+    found = speller.weigh(torn, CHARSET, "zower")
+    assert found is not None and found[0] == "power"
+    assert speller(torn, CHARSET, "zower") is None  # a name spelling is as well supported
+    # with T unseen, the name is far less likely than the label: spelled
+    label = _sure("zower", at0={"z": 0.8, "p": 0.19, "t": 1e-6})
+    assert speller(label, CHARSET, "zower") == "power"
+    # a name read surely is never a label's spelling
+    assert speller(_sure("TOWER"), CHARSET, "TOWER") is None
+
+
+def test_spellings_and_names_nearby() -> None:
+    found = spellings("PIGHT FIDNEY LONG", CLINICAL_VOCABULARY)
+    assert "RIGHT KIDNEY LONG" in found and "PIGHT FIDNEY LONG" not in found
+    assert spellings("12 cq", CLINICAL_VOCABULARY)[0].startswith("12 ")  # numbers as read
+    near = nearby("zower", census_names(), 1)
+    assert {"TOWER", "POWER"} <= near
+    assert "ZOWER" not in near or "ZOWER" in census_names()
+
+
+def test_the_pixel_stage_keeps_a_label_only_its_spelling_makes_out() -> None:
+    """End to end on the pixel bench's image 18 of seed 11: a faint 12 px 'RIGHT KIDNEY
+    LONG' that the recognizer reads 'RIGHT KIDNE, LONG' is kept with ``spell_labels``,
+    painted without it; the identifying lines are painted either way."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("rapidocr")
+    from radguard.phantom.pixelbench import glyph_mask, single_frames
+    from radguard.pixels.classify import header_identifiers
+    from radguard.pixels.clean import PixelCleaner
+    from radguard.pixels.frames import decode
+    from radguard.settings import load_policy
+
+    image = next(itertools.islice(single_frames(11, 19), 18, None))
+    label = next(ln for ln in image.lines if ln.text == "RIGHT KIDNEY LONG" and ln.cap_height == 12)
+    painted: dict[bool, float] = {}
+    for spell in (True, False):
+        policy = replace(load_policy("research").pixels, spell_labels=spell)
+        ds = copy.deepcopy(image.dataset)
+        before = decode(ds).array.copy()
+        report = PixelCleaner(policy).clean(ds, header_identifiers(ds))
+        after = decode(ds).array
+        changed = before[0] != after[0]
+        if changed.ndim == 3:
+            changed = changed.any(axis=2)
+        window = (slice(label.y, label.y + label.h), slice(label.x, label.x + label.w))
+        painted[spell] = float(changed[window][glyph_mask(label)].mean())
+        if spell:
+            assert any("spelling the recognizer supports" in f.why for f in report.found)
+        for line in image.lines:
+            if line.identifying and line.cap_height >= 10 and line.contrast >= 0.2:
+                box = (slice(line.y, line.y + line.h), slice(line.x, line.x + line.w))
+                assert changed[box][glyph_mask(line)].all(), line.text
+    assert painted[True] == 0.0
+    assert painted[False] > 0.5
