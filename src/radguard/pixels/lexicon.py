@@ -174,14 +174,18 @@ class Speller:
         candidates = [
             s
             for s in spellings(reading, self._vocabulary)
-            if len(_alnum(s)) >= _SHORTEST and all(c in index for c in s) and self._clinical(s)
+            if len(_alnum(s)) >= _SHORTEST and all(c in index for c in s)
         ]
         if not candidates:
             return None
         log_probs = np.log(np.clip(probs.astype(np.float64), _FLOOR, None))
         texts = [reading.strip(), *candidates]
         scores = ctc_log_likelihoods(log_probs, [[index[c] for c in t] for t in texts])
-        best = int(np.argmax(scores[1:])) + 1
+        # the best supported spelling that is a label (the rules asked in that order only)
+        ranked = sorted(range(1, len(texts)), key=lambda k: -scores[k])
+        best = next((k for k in ranked if self._clinical(texts[k])), None)
+        if best is None:
+            return None
         text, support = texts[best], float(scores[best] - scores[0])
         said, meant = _WORDS.split(reading.strip()), _WORDS.split(text)
         rivals: list[str] = []
