@@ -66,14 +66,15 @@ def _sure(text: str, **torn: dict[str, float]) -> np.ndarray:
     return _probs(*(torn.get(f"at{k}", {c: 0.98}) for k, c in enumerate(text)))
 
 
-def _speller() -> Speller:
+def _speller(identifiers: tuple[str, ...] = ()) -> Speller:
     from radguard.pixels.classify import Classifier, Verdict
 
-    classifier = Classifier(())
+    classifier = Classifier(identifiers)
     return Speller(
         lambda t: classifier.decide(t).verdict is Verdict.CLINICAL,
         CLINICAL_VOCABULARY,
         census_names(),
+        classifier.words,
     )
 
 
@@ -101,6 +102,14 @@ def test_a_name_near_a_label_is_not_spelled_as_one() -> None:
     assert speller(label, CHARSET, "zower") == "power"
     # a name read surely is never a label's spelling
     assert speller(_sure("TOWER"), CHARSET, "TOWER") is None
+
+
+def test_the_files_own_names_are_rivals_too() -> None:
+    """A patient whose surname no census lists (PIDNEY) read 'FIDNEY' with P and K equally
+    likely is no KIDNEY: the file's identifying words are weighed as names are."""
+    torn = _sure("FIDNEY", at0={"F": 0.6, "K": 0.2, "P": 0.2})
+    assert _speller()(torn, CHARSET, "FIDNEY") == "KIDNEY"
+    assert _speller(("PIDNEY^ANNA",))(torn, CHARSET, "FIDNEY") is None
 
 
 def test_spellings_and_names_nearby() -> None:

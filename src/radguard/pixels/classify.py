@@ -201,6 +201,11 @@ class Classifier:
                         tokens.add(_fold(word))
         self._folded = tuple(sorted(folded, key=len, reverse=True))
         self._tokens = frozenset(tokens)
+        # the words of the identifying values (upper case, two letters or more): names a
+        # misread line may be, census or not (lexicon.Speller weighs them as rivals)
+        self.words = frozenset(
+            w.upper() for value in values for w in re.findall(r"[A-Za-z]{2,}", value)
+        )
         self._keep = _keep_patterns(keep_patterns)
         self._builtin = builtin_keep
 

@@ -183,6 +183,7 @@ class PixelCleaner:
             lambda text: classifier.decide(text).verdict is Verdict.CLINICAL,
             CLINICAL_VOCABULARY,
             census_names(),
+            classifier.words,
         )
 
     def _read(

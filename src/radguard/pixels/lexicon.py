@@ -134,19 +134,22 @@ def _styles(word: str) -> tuple[str, ...]:
 
 class Speller:
     """Finds the clinical spelling of a misread label that the recognizer supports (one per
-    file: ``clinical`` says whether a whole line is a label for this file's rules)."""
+    file: ``clinical`` says whether a whole line is a label for this file's rules; ``names``
+    the census names, ``own`` the words of the file's identifying values, census or not)."""
 
     def __init__(
         self,
         clinical: Callable[[str], bool],
         vocabulary: frozenset[str],
         names: frozenset[str],
+        own: frozenset[str] = frozenset(),
         least: float = LEAST_SUPPORT,
         margin: float = NAME_MARGIN,
     ) -> None:
         self._clinical = clinical
         self._vocabulary = vocabulary
         self._names = names
+        self._own = own
         self._least = least * math.log(10)
         self._margin = margin * math.log(10)
 
@@ -166,8 +169,9 @@ class Speller:
     ) -> tuple[str, float, float] | None:
         """The best supported clinical spelling of ``reading`` (three letters or digits at
         least), its natural-log probability relative to the reading's, and its margin over
-        the best spelling with a census name (within one edit more than the clinical word
-        was, up to two) in place of a changed word; None when no clinical spelling is near."""
+        the best spelling with a census name or a word of the file's own identifying values
+        (within one edit more than the clinical word was, up to two) in place of a changed
+        word; None when no clinical spelling is near."""
         index = {c: k for k, c in enumerate(charset) if c}
         if any(c not in index for c in reading) or len(_alnum(reading)) < _SHORTEST:
             return None
@@ -194,7 +198,11 @@ class Speller:
                 continue
             letters = re.sub(r"[^A-Za-z]", "", was)
             most = min(2, distance(was.upper(), now.upper()) + 1)
-            for name in nearby(letters, self._names, most) if letters else ():
+            if not letters:
+                continue
+            near = nearby(letters, self._names, most)
+            near |= {w for w in self._own if distance(letters.upper(), w) <= most}
+            for name in near:
                 if name != now.upper():
                     rivals += ["".join([*meant[:k], s, *meant[k + 1 :]]) for s in _styles(name)]
         rivals = [r for r in rivals if all(c in index for c in r)]
