@@ -5,7 +5,8 @@ the recognizer gave the right letters much of their probability. Rather than gue
 string which slips are likely, each nearby spelling made of clinical words is scored by the
 recognizer's own output for the crop: the CTC probability of that text, summed over its
 alignments, against the reading's. The spelling is a reading of the line when the pixels
-support it nearly as well as what was read (:data:`LEAST_SUPPORT`) and far better than every
+support it nearly as well as what was read (:data:`LEAST_SUPPORT`; a line of one short word,
+as names often stand, :data:`LONE_SUPPORT`) and far better than every
 spelling where a changed word is a census name instead (:data:`NAME_MARGIN`): a name that a
 label's spelling lies near (TOWER read ``zower``, POWER near) is left to the other rules.
 """
@@ -22,11 +23,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 LEAST_SUPPORT = -3.0  # log10 of a spelling's probability relative to the reading's, at least
+LONE_SUPPORT = -2.0  # ...where the line is one short word: names stand alone (SYSO as SYST)
 NAME_MARGIN = 1.0  # log10 by which it must beat every spelling with a name in its place
 _FLOOR = 1e-12  # probabilities are clipped here before logarithms
 _PER_WORD = 4  # clinical words tried in place of one word of the reading at most
 _SPELLINGS = 64  # spellings of a line scored at most
 _SHORTEST = 3  # letters and digits of a spelling (shorter ones identify no one anyway)
+_END_KEPT = 6  # letters a clinical word needs for a letter read at an end of it to go
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _WORDS = re.compile(r"(\s+)")  # words and the spaces between them, as read
 
@@ -101,7 +104,10 @@ def nearby(word: str, known: frozenset[str], most: int) -> set[str]:
 @lru_cache(maxsize=8192)
 def _near_words(word: str, vocabulary: frozenset[str]) -> tuple[str, ...]:
     """``word`` and the clinical words near it (one edit for words of up to three characters,
-    two for longer ones), nearest first, lower case where it was read so; numbers as read."""
+    two for longer ones), nearest first, lower case where it was read so; numbers as read.
+    A clinical word shorter than the word read and under :data:`_END_KEPT` letters keeps its
+    first and last letters: a letter more at an end is how names look (HANDA, SYSO), and a
+    CTC output lets a letter read surely go for little (blank competes in every step)."""
     upper = word.upper()
     if any(c.isdigit() for c in upper):
         return (word,)
@@ -109,7 +115,9 @@ def _near_words(word: str, vocabulary: frozenset[str]) -> tuple[str, ...]:
     near = sorted(
         (d, w)
         for w in vocabulary
-        if abs(len(w) - len(upper)) <= most and (d := distance(upper, w)) <= most
+        if abs(len(w) - len(upper)) <= most
+        and (d := distance(upper, w)) <= most
+        and (len(w) >= min(len(upper), _END_KEPT) or (w[0] == upper[0] and w[-1] == upper[-1]))
     )
     lower = word.islower()
     words = [word] + [w.lower() if lower else w for _, w in near if w != upper]
@@ -162,7 +170,10 @@ class Speller:
         if found is None:
             return None
         text, support, margin = found
-        return text if support >= self._least and margin >= self._margin else None
+        words = re.findall(r"[A-Za-z0-9]+", text)
+        lone = len(words) == 1 and len(words[0]) < _END_KEPT
+        least = max(self._least, LONE_SUPPORT * math.log(10)) if lone else self._least
+        return text if support >= least and margin >= self._margin else None
 
     def weigh(
         self, probs: NDArray[np.float32], charset: Sequence[str], reading: str
