@@ -980,7 +980,9 @@ def _second_opinion(
     if first.verdict is not Verdict.UNKNOWN or not settle or any(map(reads_as_name, named)):
         return first  # a name read is not overruled by a reading that is a label
     if line.spelled and classifier.decide(line.spelled).verdict is Verdict.CLINICAL:
-        return Decision(Verdict.CLINICAL, "clinical label (spelling the recognizer supports)")
+        # the spelling is shown (a label by the file's rules, as the kept reading is)
+        why = f"clinical label (spelling the recognizer supports: {line.spelled})"
+        return Decision(Verdict.CLINICAL, why)
     length = len(_ALNUM.findall(line.text))
     sure: dict[str, int] = {}  # sure clinical second readings, by their characters
     for (text, _), (decision, score) in zip(line.others, verdicts, strict=True):
