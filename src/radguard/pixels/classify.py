@@ -17,6 +17,7 @@ import enum
 import itertools
 import math
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from difflib import SequenceMatcher
@@ -153,8 +154,14 @@ _CONFUSABLE = str.maketrans(
 
 
 def _fold(text: str) -> str:
-    """Upper case, separators dropped, OCR-confusable characters folded together."""
-    return re.sub(r"[^0-9A-Z]", "", text.upper().translate(_CONFUSABLE))
+    """Upper case without accents (a recognizer of Latin overlays reads PÍDNEY as PIDNEY),
+    separators dropped, OCR-confusable characters folded together."""
+    return re.sub(r"[^0-9A-Z]", "", _unaccented(text).upper().translate(_CONFUSABLE))
+
+
+def _unaccented(text: str) -> str:
+    """``text`` with the accents of its letters dropped (NFKD, combining marks removed)."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 
 def _near(a: str, b: str) -> bool:
@@ -196,7 +203,7 @@ class Classifier:
                 key = _fold(form)
                 if len(key) >= 4:
                     folded.add(key)
-                for word in re.findall(r"[A-Za-z0-9]+", form):
+                for word in re.findall(r"[A-Za-z0-9]+", _unaccented(form)):
                     if len(word) >= 5:
                         tokens.add(_fold(word))
         self._folded = tuple(sorted(folded, key=len, reverse=True))
@@ -204,7 +211,10 @@ class Classifier:
         # the words of the identifying values (upper case, two letters or more): names a
         # misread line may be, census or not (lexicon.Speller weighs them as rivals)
         self.words = frozenset(
-            w.upper() for value in values for w in re.findall(r"[A-Za-z]{2,}", value)
+            w.upper()
+            for value in values
+            for form in {value, _unaccented(value)}
+            for w in re.findall(r"[^\W\d_]{2,}", form)
         )
         self._keep = _keep_patterns(keep_patterns)
         self._builtin = builtin_keep
@@ -337,7 +347,7 @@ def _all_clinical(text: str) -> bool:
         if (
             word in first
             or word in last
-            or word in _MONTHS
+            or word in MONTHS
             or not _near_glued(word, max(1, len(word) // 6))
         ):
             return False
@@ -467,7 +477,7 @@ def _anchored(word: str, slips: int) -> bool:
 
 
 _TITLES = frozenset({"DR", "MS"})  # clinical words that also stand before a person's name
-_MONTHS = frozenset(
+MONTHS = frozenset(
     "JAN FEB MAR APR MAY JUN JUL AUG SEP SEPT OCT NOV DEC JANUARY FEBRUARY MARCH APRIL JUNE "
     "JULY AUGUST SEPTEMBER OCTOBER NOVEMBER DECEMBER".split()
 )
@@ -505,7 +515,7 @@ def _named(read: str) -> bool:
         return True
     first, last = _census()
     return any(
-        w in first or w in last or w in _MONTHS
+        w in first or w in last or w in MONTHS
         for w in ("".join(t) for t in itertools.product(*options))
     )
 

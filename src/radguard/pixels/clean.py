@@ -23,6 +23,7 @@ from pydicom.dataset import Dataset
 from radguard.errors import Rejected
 from radguard.pixels.classify import (
     CLINICAL_VOCABULARY,
+    MONTHS,
     Classifier,
     Decision,
     Verdict,
@@ -61,6 +62,7 @@ _WIDE = 4.0  # a box this many heights wide has room for a word: unreadable ther
 _TOO_SHORT = "too short to identify"
 _UNREAD = "nothing read"
 _SURE = 0.8  # confidence a second reading needs to keep a line as a clinical label
+_SPELLED = "clinical label (spelling the recognizer supports"
 _JOINED_MARK = re.compile(r"\s*([:/.\-])\s*")  # a clock's or date's mark with the spaces of a cut
 _SLIVER = 3  # pixels a re-read piece may reach out of a kept line and still be part of it
 _ALONG_SLIVER = 7  # ...along its row at most (a sixth of the kept box's height)
@@ -93,6 +95,8 @@ class TextFound:
     # the width of the line ``text`` was read on, where ``box`` is only a strip of it (a
     # line cut around the labels kept in it); 0: the box's own
     span: int = 0
+    # kept as clinical only by its spelling (Line.spelled), not by any reading of it
+    spelled: bool = False
 
     def public(self) -> dict[str, Any]:
         """A record safe to print: the text masked unless kept as clinical."""
@@ -183,7 +187,7 @@ class PixelCleaner:
             lambda text: classifier.decide(text).verdict is Verdict.CLINICAL,
             CLINICAL_VOCABULARY,
             census_names(),
-            classifier.words,
+            classifier.words | MONTHS,  # a date's month misread is a rival too (12 FES 80)
         )
 
     def _read(
@@ -278,13 +282,15 @@ class PixelCleaner:
                 decision = classifier.decide(_JOINED_MARK.sub(r"\1", text))
             if decision.verdict is not Verdict.IDENTIFYING:
                 continue
-            # a clinical label that happens to share the row keeps its pixels; a letter or
+            # a clinical label that happens to share the row keeps its pixels (not one only its
+            # spelling made a label: read as it was, it may be the row's surname); a letter or
             # two right next to the rest is more likely its end, cut off by the detector
-            others = [f for f in row if f.verdict is not Verdict.CLINICAL]
+            others = [f for f in row if f.verdict is not Verdict.CLINICAL or f.spelled]
             painted = [
                 f
                 for f in row
                 if f.verdict is not Verdict.CLINICAL
+                or f.spelled
                 or (len(_ALNUM.findall(f.text)) < _SHORTEST and _beside(f.box, others))
             ] or row
             score = min(f.score for f in row)
@@ -371,6 +377,7 @@ class PixelCleaner:
             redact,
             line.others,
             line.pieces,
+            spelled=decision.why.startswith(_SPELLED),
         )
 
     def _parts(
@@ -980,9 +987,16 @@ def _second_opinion(
     if first.verdict is not Verdict.UNKNOWN or not settle or any(map(reads_as_name, named)):
         return first  # a name read is not overruled by a reading that is a label
     if line.spelled and classifier.decide(line.spelled).verdict is Verdict.CLINICAL:
-        # the spelling is shown (a label by the file's rules, as the kept reading is)
-        why = f"clinical label (spelling the recognizer supports: {line.spelled})"
-        return Decision(Verdict.CLINICAL, why)
+        # ...unless another reading saw a longer text that is no label (more of a name)
+        spelled = len(_ALNUM.findall(line.spelled)) + 2
+        if not any(
+            decision.verdict is Verdict.UNKNOWN
+            and score >= _SECOND_LOW
+            and len(_ALNUM.findall(text)) > spelled
+            for (text, score), (decision, _) in zip(line.others, verdicts, strict=True)
+        ):
+            # the spelling is shown (a label by the file's rules, as the kept reading is)
+            return Decision(Verdict.CLINICAL, f"{_SPELLED}: {line.spelled})")
     length = len(_ALNUM.findall(line.text))
     sure: dict[str, int] = {}  # sure clinical second readings, by their characters
     for (text, _), (decision, score) in zip(line.others, verdicts, strict=True):

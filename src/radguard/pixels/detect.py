@@ -42,7 +42,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from radguard.pixels.engines import Box, Image, Line, OcrEngine
+from radguard.pixels.engines import Box, Image, Line, OcrEngine, ctc_greedy
 
 
 class Pass(enum.Enum):
@@ -325,7 +325,11 @@ def read_boxes(
                 if spell is not None and line_probs is not None:
                     charset, per_line = line_probs(view, [boxes[k] for k in group])
                     for k, probs in zip(group, per_line, strict=True):
-                        if probs is not None and (text := spell(probs, charset, lines[k].text)):
+                        # weighed against the reading these very probabilities give (read in
+                        # another batch, a crop's padding differs): none where it changed
+                        if probs is None or ctc_greedy(probs, charset)[0] != lines[k].text:
+                            continue
+                        if text := spell(probs, charset, lines[k].text):
                             spelled[k] = text
                 # and narrowed to its row of glyphs, where speckle beside them was read too
                 narrowed = [(k, *t) for k in group if (t := _tight(found.strokes, boxes[k], cols))]

@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 LEAST_SUPPORT = -3.0  # log10 of a spelling's probability relative to the reading's, at least
-LONE_SUPPORT = -2.0  # ...where the line is one short word: names stand alone (SYSO as SYST)
+LONE_SUPPORT = -2.0  # ...where one short word holds its letters: names stand so (SYSO as SYST)
 NAME_MARGIN = 1.0  # log10 by which it must beat every spelling with a name in its place
 _FLOOR = 1e-12  # probabilities are clipped here before logarithms
 _PER_WORD = 4  # clinical words tried in place of one word of the reading at most
@@ -170,7 +170,8 @@ class Speller:
         if found is None:
             return None
         text, support, margin = found
-        words = re.findall(r"[A-Za-z0-9]+", text)
+        # one word of letters (numbers and single letters beside it aside: SYSO 12, R SYSO)
+        words = [w for w in re.findall(r"[A-Za-z]+", text) if len(w) >= 2]
         lone = len(words) == 1 and len(words[0]) < _END_KEPT
         least = max(self._least, LONE_SUPPORT * math.log(10)) if lone else self._least
         return text if support >= least and margin >= self._margin else None
