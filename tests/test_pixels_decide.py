@@ -577,3 +577,14 @@ def test_a_part_that_makes_an_identifier_with_its_neighbour_is_not_kept(
     found = reader._judge(0, [line], Classifier([]), (600, 120), view)
     painted = _painted(found, view.shape, reader.policy.margin)
     assert painted[street.y : street.y + street.h, street.x : street.x + street.w].all()
+
+
+def test_a_date_with_its_month_misread_identifies() -> None:
+    """'12 MAP 80' (the birth date 12 MAR 1980, its R read as P) is no label though MAP is a
+    clinical word: a day, a month one letter off and a year identify; labels do not change."""
+    classifier = Classifier(("19800312",))
+    for text in ("12 MAP 80", "12-FEE-1980", "3 OCI 2021"):
+        decision = classifier.decide(text)
+        assert decision.verdict is Verdict.IDENTIFYING, text
+    for label in ("MAP 2", "12 cm", "Gn 60 DR 65", "PW 2.5 cm/s", "D1 1.23 cm", "FPS 28"):
+        assert classifier.decide(label).verdict is Verdict.CLINICAL, label

@@ -123,6 +123,9 @@ FRAME FRAMES PAGE OF SCOUT TOPOGRAM LOCALIZER WINDOW LEVEL W WL WW C
 # Identifying by shape, beyond the generic free-text patterns: clock times, street addresses.
 _TIME = re.compile(r"(?<![\d.])(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d)?(?:\s*[AP]M)?(?![\d.])", re.I)
 _AREA_CODE = re.compile(r"\(\d{3}\)")  # a telephone number read in pieces: '(207)' ... '2643'
+# a day, three letters and a year: a date whose month may be misread ('12 MAP 80': MAR)
+_DAY_MONTH_YEAR = re.compile(r"(?<!\d)\d{1,2}[\s./-]*([A-Za-z]{3})[\s./-]*(?:\d{4}|\d{2})(?!\d)")
+_MONTH_ABBREVIATIONS = ("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC").split()
 _ADDRESS = re.compile(
     r"\b\d{1,5}\s+(?:[A-Z][A-Za-z]+\s+){1,3}(?:ST|STREET|AVE|AVENUE|RD|ROAD|BLVD|LANE|LN|DR|DRIVE"
     r"|WAY|COURT|CT|PLACE|PL|SQUARE|SQ)\b",
@@ -239,6 +242,9 @@ class Classifier:
             return Decision(Verdict.IDENTIFYING, "pattern: telephone area code")
         if _TIME.search(stripped):
             return Decision(Verdict.IDENTIFYING, "pattern: time of day")
+        for match in _DAY_MONTH_YEAR.finditer(stripped):
+            if any(_near(match.group(1).upper(), month) for month in _MONTH_ABBREVIATIONS):
+                return Decision(Verdict.IDENTIFYING, "pattern: date (month read a letter off)")
         if _ADDRESS.search(stripped):
             return Decision(Verdict.IDENTIFYING, "pattern: street address")
         if _SITE.search(stripped):
