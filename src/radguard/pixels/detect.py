@@ -309,8 +309,21 @@ def read_boxes(
                 if second is not None:
                     for k, line in zip(group, second, strict=True):
                         seconds.setdefault(k, []).append((line.text, line.score))
+                # the reader's class probabilities for the boxes, once, when a spelling is
+                # asked for: its other likely readings and the spelling both weigh them
+                line_probs = getattr(engine, "line_probs", None)
+                weighed = (
+                    line_probs(view, [boxes[k] for k in group])
+                    if spell is not None and line_probs is not None
+                    else None
+                )
                 if read_more is not None:
-                    more = read_more(view, [replace(lines[k], box=boxes[k]) for k in group])
+                    group_lines = [replace(lines[k], box=boxes[k]) for k in group]
+                    more = (
+                        read_more(view, group_lines, weighed[1])
+                        if weighed is not None
+                        else read_more(view, group_lines)
+                    )
                     for k, alternatives in zip(group, more, strict=True):
                         seconds.setdefault(k, []).extend(alternatives)
                 # the box a little wider: a faint first or last letter the box cut or the
@@ -321,9 +334,8 @@ def read_boxes(
                     seconds.setdefault(k, []).append((line.text, line.score))
                 # the clinical spelling the recognizer's own output for the box supports, where
                 # it read a label a letter or two wrong (PIGHT FIDNEY LONG)
-                line_probs = getattr(engine, "line_probs", None)
-                if spell is not None and line_probs is not None:
-                    charset, per_line = line_probs(view, [boxes[k] for k in group])
+                if spell is not None and weighed is not None:
+                    charset, per_line = weighed
                     for k, probs in zip(group, per_line, strict=True):
                         # weighed against the reading these very probabilities give (read in
                         # another batch, a crop's padding differs): none where it changed

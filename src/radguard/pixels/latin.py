@@ -84,18 +84,24 @@ class LatinRecognizer:
         ]
 
     def alternatives(
-        self, crops: list[Image], readings: list[tuple[str, float]], floor: float = _FLOOR
+        self,
+        crops: list[Image],
+        readings: list[tuple[str, float]],
+        floor: float = _FLOOR,
+        probs: list[NDArray[np.float32] | None] | None = None,
     ) -> list[list[tuple[str, float]]]:
         """Other likely readings of each crop (its CTC beam search) besides ``readings`` (the
         text and confidence kept for it), each scored as that confidence times its probability
         relative to the most probable reading: an alternative is never surer than the
-        reading it is an alternative of. Those under ``floor`` of the best are left out."""
+        reading it is an alternative of. Those under ``floor`` of the best are left out.
+        ``probs``: the crops' class probabilities where already computed (:meth:`probs`)."""
         found: list[list[tuple[str, float]]] = []
-        for probs, (text, score) in zip(self.probs(crops), readings, strict=True):
-            if probs is None:
+        computed = self.probs(crops) if probs is None else probs
+        for probs_of, (text, score) in zip(computed, readings, strict=True):
+            if probs_of is None:
                 found.append([])
                 continue
-            ranked = beams(probs, self.charset)
+            ranked = beams(probs_of, self.charset)
             top = ranked[0][1] if ranked and ranked[0][1] > 0 else 1.0
             found.append(
                 [(alt, score * p / top) for alt, p in ranked if alt != text and p / top >= floor]

@@ -287,13 +287,20 @@ class PpOcrEngine:
         texts = self.read_crops([_crop(image, box) for box in boxes])
         return [Line(box, text, score) for box, (text, score) in zip(boxes, texts, strict=True)]
 
-    def read_alternatives(self, image: Image, lines: list[Line]) -> list[list[tuple[str, float]]]:
+    def read_alternatives(
+        self,
+        image: Image,
+        lines: list[Line],
+        probs: list[NDArray[np.float32] | None] | None = None,
+    ) -> list[list[tuple[str, float]]]:
         """Other likely readings of each line's box by radguard's recognizer (its beam search),
-        scored no higher than the line's own reading; none when PP-OCR reads alone."""
+        scored no higher than the line's own reading; none when PP-OCR reads alone.
+        ``probs``: the boxes' probabilities from :meth:`line_probs`, where already computed."""
         if self._latin is None:
             return [[] for _ in lines]
         crops = [_crop(image, line.box) for line in lines]
-        return self._latin.alternatives(crops, [(line.text, line.score) for line in lines])
+        readings = [(line.text, line.score) for line in lines]
+        return self._latin.alternatives(crops, readings, probs=probs)
 
     def line_probs(
         self, image: Image, boxes: list[Box]
