@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 MARK = "***"
-_MONTHS = (
+MONTH_NAMES = (
     "JANUARY",
     "FEBRUARY",
     "MARCH",
@@ -28,7 +28,7 @@ _MONTHS = (
     "DECEMBER",
 )
 
-_MONTH_RE = "(?:" + "|".join(f"{m[:3]}(?:{m[3:]})?" for m in _MONTHS) + r")\.?"
+_MONTH_RE = "(?:" + "|".join(f"{m[:3]}(?:{m[3:]})?" for m in MONTH_NAMES) + r")\.?"
 GENERIC_PATTERNS: tuple[str, ...] = (
     # e-mail addresses
     r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+",
@@ -65,7 +65,7 @@ def date_variants(value: str) -> list[str]:
     mi, di = int(m), int(d)
     if not (1 <= mi <= 12 and 1 <= di <= 31):
         return []
-    month = _MONTHS[mi - 1]
+    month = MONTH_NAMES[mi - 1]
     forms = {
         f"{y}{m}{d}",
         f"{y}-{m}-{d}",

@@ -120,12 +120,9 @@ def glyph_mask(line: BurnedLine) -> NDArray[np.bool_]:
 def read_distance(read: str, truth: str) -> float:
     """Edit distance between a reading and the burned text over the longer one's length
     (0: the same, 1: nothing alike): how OCR readings are scored against the key."""
-    row = list(range(len(truth) + 1))
-    for i, a in enumerate(read, 1):
-        previous, row[0] = row[:], i
-        for j, b in enumerate(truth, 1):
-            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (a != b))
-    return row[len(truth)] / max(len(read), len(truth), 1)
+    from radguard.pixels.lexicon import distance
+
+    return distance(read, truth) / max(len(read), len(truth), 1)
 
 
 def _identity_lines(rng: np.random.Generator, index: int) -> tuple[list[str], Dataset]:

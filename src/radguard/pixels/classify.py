@@ -25,7 +25,7 @@ from functools import lru_cache
 
 from pydicom.dataset import Dataset
 
-from radguard.deid.text import TextCleaner, date_variants
+from radguard.deid.text import MONTH_NAMES, TextCleaner, date_variants
 
 # Header attributes whose values, burned into pixels, identify (PS3.15 Table E.1-1 rows that
 # name or locate a person, an encounter or a site).
@@ -96,6 +96,7 @@ class Verdict(enum.Enum):
 class Decision:
     verdict: Verdict
     why: str
+    spelled: bool = False  # clinical only by the spelling its recognizer supports
 
 
 # Words and tokens of clinical overlays: laterality, views, ultrasound and X-ray acquisition
@@ -125,7 +126,6 @@ _TIME = re.compile(r"(?<![\d.])(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d)?(?:\s*[AP]
 _AREA_CODE = re.compile(r"\(\d{3}\)")  # a telephone number read in pieces: '(207)' ... '2643'
 # a day, three letters and a year: a date whose month may be misread ('12 MAP 80': MAR)
 _DAY_MONTH_YEAR = re.compile(r"(?<!\d)\d{1,2}[\s./-]*([A-Za-z]{3})[\s./-]*(?:\d{4}|\d{2})(?!\d)")
-_MONTH_ABBREVIATIONS = ("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC").split()
 _ADDRESS = re.compile(
     r"\b\d{1,5}\s+(?:[A-Z][A-Za-z]+\s+){1,3}(?:ST|STREET|AVE|AVENUE|RD|ROAD|BLVD|LANE|LN|DR|DRIVE"
     r"|WAY|COURT|CT|PLACE|PL|SQUARE|SQ)\b",
@@ -483,10 +483,8 @@ def _anchored(word: str, slips: int) -> bool:
 
 
 _TITLES = frozenset({"DR", "MS"})  # clinical words that also stand before a person's name
-MONTHS = frozenset(
-    "JAN FEB MAR APR MAY JUN JUL AUG SEP SEPT OCT NOV DEC JANUARY FEBRUARY MARCH APRIL JUNE "
-    "JULY AUGUST SEPTEMBER OCTOBER NOVEMBER DECEMBER".split()
-)
+_MONTH_ABBREVIATIONS = tuple(m[:3] for m in MONTH_NAMES)
+MONTHS = frozenset(MONTH_NAMES) | frozenset(_MONTH_ABBREVIATIONS) | {"SEPT"}
 
 
 @lru_cache(maxsize=4096)

@@ -62,7 +62,6 @@ _WIDE = 4.0  # a box this many heights wide has room for a word: unreadable ther
 _TOO_SHORT = "too short to identify"
 _UNREAD = "nothing read"
 _SURE = 0.8  # confidence a second reading needs to keep a line as a clinical label
-_SPELLED = "clinical label (spelling the recognizer supports"
 _JOINED_MARK = re.compile(r"\s*([:/.\-])\s*")  # a clock's or date's mark with the spaces of a cut
 _SLIVER = 3  # pixels a re-read piece may reach out of a kept line and still be part of it
 _ALONG_SLIVER = 7  # ...along its row at most (a sixth of the kept box's height)
@@ -377,7 +376,7 @@ class PixelCleaner:
             redact,
             line.others,
             line.pieces,
-            spelled=decision.why.startswith(_SPELLED),
+            spelled=decision.spelled,
         )
 
     def _parts(
@@ -972,31 +971,33 @@ def _second_opinion(
     for decision, _ in verdicts:
         if decision.verdict is Verdict.IDENTIFYING:
             return Decision(Verdict.IDENTIFYING, f"second reading {decision.why}")
-    if first.verdict is Verdict.CLINICAL:
-        # a short clinical reading ('R') where another reading sees a longer unknown text:
-        # the engine read part of the line; trust the longer reading
-        shortest = len(_ALNUM.findall(line.text)) + 2
-        for (text, score), (decision, _) in zip(line.others, verdicts, strict=True):
-            if (
-                decision.verdict is Verdict.UNKNOWN
-                and score >= _SECOND_LOW
-                and len(_ALNUM.findall(text)) > shortest
-            ):
-                return Decision(Verdict.UNKNOWN, "readings disagree (a longer reading is no label)")
+
+    def longer_unknown(text: str) -> bool:
+        """A sure second reading that is no label saw more than two characters more than
+        ``text``: the engine read part of the line; the longer reading is trusted."""
+        most = len(_ALNUM.findall(text)) + 2
+        return any(
+            decision.verdict is Verdict.UNKNOWN
+            and score >= _SECOND_LOW
+            and len(_ALNUM.findall(other)) > most
+            for (other, score), (decision, _) in zip(line.others, verdicts, strict=True)
+        )
+
+    if first.verdict is Verdict.CLINICAL and longer_unknown(line.text):
+        # a short clinical reading ('R') where another reading sees a longer unknown text
+        return Decision(Verdict.UNKNOWN, "readings disagree (a longer reading is no label)")
     named = [line.text] + [t for t, p in line.others if p >= _SECOND_LOW]
     if first.verdict is not Verdict.UNKNOWN or not settle or any(map(reads_as_name, named)):
         return first  # a name read is not overruled by a reading that is a label
-    if line.spelled and classifier.decide(line.spelled).verdict is Verdict.CLINICAL:
-        # ...unless another reading saw a longer text that is no label (more of a name)
-        spelled = len(_ALNUM.findall(line.spelled)) + 2
-        if not any(
-            decision.verdict is Verdict.UNKNOWN
-            and score >= _SECOND_LOW
-            and len(_ALNUM.findall(text)) > spelled
-            for (text, score), (decision, _) in zip(line.others, verdicts, strict=True)
-        ):
-            # the spelling is shown (a label by the file's rules, as the kept reading is)
-            return Decision(Verdict.CLINICAL, f"{_SPELLED}: {line.spelled})")
+    spelled = line.spelled
+    if (
+        spelled
+        and classifier.decide(spelled).verdict is Verdict.CLINICAL
+        and not longer_unknown(spelled)  # more of the box read as no label: more of a name
+    ):
+        # the spelling is shown (a label by the file's rules, as the kept reading is)
+        why = f"clinical label (spelling the recognizer supports: {spelled})"
+        return Decision(Verdict.CLINICAL, why, spelled=True)
     length = len(_ALNUM.findall(line.text))
     sure: dict[str, int] = {}  # sure clinical second readings, by their characters
     for (text, _), (decision, score) in zip(line.others, verdicts, strict=True):
