@@ -143,7 +143,8 @@ def _styles(word: str) -> tuple[str, ...]:
 class Speller:
     """Finds the clinical spelling of a misread label that the recognizer supports (one per
     file: ``clinical`` says whether a whole line is a label for this file's rules; ``names``
-    the census names, ``own`` the words of the file's identifying values, census or not)."""
+    the census names; ``own`` other words that identify: the words of the file's identifying
+    values, census or not, and the months)."""
 
     def __init__(
         self,
@@ -181,9 +182,9 @@ class Speller:
     ) -> tuple[str, float, float] | None:
         """The best supported clinical spelling of ``reading`` (three letters or digits at
         least), its natural-log probability relative to the reading's, and its margin over
-        the best spelling with a census name or a word of the file's own identifying values
-        (within one edit more than the clinical word was, up to two) in place of a changed
-        word; None when no clinical spelling is near."""
+        the best spelling with a word of ``names`` or ``own`` (within one edit more than the
+        clinical word was, up to two) in place of a changed word; None when no clinical
+        spelling is near."""
         index = {c: k for k, c in enumerate(charset) if c}
         if any(c not in index for c in reading) or len(_alnum(reading)) < _SHORTEST:
             return None
@@ -209,9 +210,9 @@ class Speller:
             if was == now:
                 continue
             letters = re.sub(r"[^A-Za-z]", "", was)
-            most = min(2, distance(was.upper(), now.upper()) + 1)
             if not letters:
                 continue
+            most = min(2, distance(was.upper(), now.upper()) + 1)
             near = nearby(letters, self._names, most)
             near |= {w for w in self._own if distance(letters.upper(), w) <= most}
             for name in near:
