@@ -39,6 +39,10 @@ def test_a_title_before_a_word_that_is_no_clinical_word_identifies() -> None:
     assert classifier.decide("MRS. Hale").verdict is Verdict.IDENTIFYING
     assert classifier.decide("Gn 60 DR 65").verdict is Verdict.CLINICAL
     assert classifier.decide("DR LIVER").verdict is Verdict.CLINICAL
+    # the gain's word cut off by the detector: a dynamic range still names no one
+    assert classifier.decide("n 60 DR 65").verdict is Verdict.CLINICAL
+    assert classifier.decide("DR 65").verdict is Verdict.CLINICAL
+    assert classifier.decide("n 60 DR").verdict is not Verdict.CLINICAL
 
 
 def test_a_name_read_clearly_is_not_overruled_by_a_second_reading_that_is_a_label() -> None:

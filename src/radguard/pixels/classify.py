@@ -328,7 +328,8 @@ def _all_clinical(text: str) -> bool:
         return True
     upper = _CM_SLIP.sub(r"\1CM", upper)
     first, last = _census()
-    named = False
+    # a title-like word right before a number names no one: DR 65 is a dynamic range
+    named = bool(_TITLE_NUMBER.search(upper))
     slipped: list[str] = []
     for group in re.findall(r"[A-Z]+(?:\s+[A-Z]+)*", upper):
         runs = group.split()
@@ -483,6 +484,7 @@ def _anchored(word: str, slips: int) -> bool:
 
 
 _TITLES = frozenset({"DR", "MS"})  # clinical words that also stand before a person's name
+_TITLE_NUMBER = re.compile(r"\b(?:DR|MS)\s*\d")
 _MONTH_ABBREVIATIONS = tuple(m[:3] for m in MONTH_NAMES)
 MONTHS = frozenset(MONTH_NAMES) | frozenset(_MONTH_ABBREVIATIONS) | {"SEPT"}
 
