@@ -484,7 +484,9 @@ def _anchored(word: str, slips: int) -> bool:
 
 
 _TITLES = frozenset({"DR", "MS"})  # clinical words that also stand before a person's name
-_TITLE_NUMBER = re.compile(r"\b(?:DR|MS)\s*\d")
+# ...a whole number after it, with a digit no letter is read as (DR 65; not DR 1J1 or DR 111:
+# Dr Ill read with its letters as digits)
+_TITLE_NUMBER = re.compile(r"\b(?:DR|MS)\s*(?=\d+(?:\.\d+)?(?!\S))[\d.]*[34679]")
 _MONTH_ABBREVIATIONS = tuple(m[:3] for m in MONTH_NAMES)
 MONTHS = frozenset(MONTH_NAMES) | frozenset(_MONTH_ABBREVIATIONS) | {"SEPT"}
 
