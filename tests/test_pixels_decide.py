@@ -43,6 +43,9 @@ def test_a_title_before_a_word_that_is_no_clinical_word_identifies() -> None:
     assert classifier.decide("n 60 DR 65").verdict is Verdict.CLINICAL
     assert classifier.decide("DR 65").verdict is Verdict.CLINICAL
     assert classifier.decide("n 60 DR").verdict is not Verdict.CLINICAL
+    # a name read with its letters as digits ('Dr Ill') is no dynamic range
+    for misread in ("Dr 1J1", "Dr 111", "DR 50", "DR 6O"):
+        assert classifier.decide(misread).verdict is not Verdict.CLINICAL, misread
 
 
 def test_a_name_read_clearly_is_not_overruled_by_a_second_reading_that_is_a_label() -> None:
@@ -169,6 +172,24 @@ def test_a_reused_kept_reading_keeps_the_second_readings_its_verdict_rests_on(
     reused = Line(Box(171, 348, 166, 19), first.text, first.score, others=first.others)
     (again,) = cleaner._judge(0, [reused], Classifier([]), (512, 512))
     assert not again.redacted
+
+
+def test_a_clinical_second_reading_keeps_a_line_from_a_score_of_seven_tenths() -> None:
+    """Pixel bench seed 23, image 56: 'SAG' (cap 14, 10% contrast) read 'SA' at 0.68 with
+    the recognizer's beam reading 'SAG' at 0.72. A beam reading's score is its probability
+    relative to the best times the confidence, so 0.7 is a reading nearly as likely."""
+    kept = Line(BOX, "SA", 0.68, others=(("SAG", 0.72), ("S.", 0.74)))
+    assert _second_opinion(UNKNOWN, kept, Classifier([])).verdict is Verdict.CLINICAL
+    unsure = Line(BOX, "SA", 0.68, others=(("SAG", 0.65),))
+    assert _second_opinion(UNKNOWN, unsure, Classifier([])).verdict is Verdict.UNKNOWN
+    # below 0.8 only where it reads every letter the first did: the Faker surname SECO
+    # (cap 5) read with its O as a zero is no label
+    name = Line(BOX, "SECO", 0.75, others=(("SEC0", 0.75),))
+    assert _second_opinion(UNKNOWN, name, Classifier([])).verdict is Verdict.UNKNOWN
+    sure = Line(BOX, "SECO", 0.75, others=(("SEC0", 0.85),))
+    assert _second_opinion(UNKNOWN, sure, Classifier([])).verdict is Verdict.CLINICAL
+    shorter = Line(BOX, "SAGOL", 0.68, others=(("SAG", 0.95),))  # saw less than the first
+    assert _second_opinion(UNKNOWN, shorter, Classifier([])).verdict is Verdict.UNKNOWN
 
 
 def test_two_surer_second_readings_that_agree_keep_a_label_read_with_a_character_more() -> None:

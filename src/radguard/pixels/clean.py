@@ -61,7 +61,11 @@ _SHORT_BOX = 2.5  # ...in a box no wider than this many heights
 _WIDE = 4.0  # a box this many heights wide has room for a word: unreadable there is text
 _TOO_SHORT = "too short to identify"
 _UNREAD = "nothing read"
-_SURE = 0.8  # confidence a second reading needs to keep a line as a clinical label
+_SURE = 0.8  # confidence a reading of part of a line needs to keep that part as a label
+# ...and a second reading of a whole line to keep it where it reads every letter read first
+# (the recognizer's beam readings score their probability relative to the best times its
+# confidence: SAG at 0.72 where SA was read; not SEC0 at 0.75 where the name SECO was)
+_SURE_SECOND = 0.7
 _JOINED_MARK = re.compile(r"\s*([:/.\-])\s*")  # a clock's or date's mark with the spaces of a cut
 _SLIVER = 3  # pixels a re-read piece may reach out of a kept line and still be part of it
 _ALONG_SLIVER = 7  # ...along its row at most (a sixth of the kept box's height)
@@ -1001,8 +1005,10 @@ def _second_opinion(
     length = len(_ALNUM.findall(line.text))
     sure: dict[str, int] = {}  # sure clinical second readings, by their characters
     for (text, _), (decision, score) in zip(line.others, verdicts, strict=True):
-        if decision.verdict is not Verdict.CLINICAL or score < _SURE:
+        if decision.verdict is not Verdict.CLINICAL or score < _SURE_SECOND:
             continue
+        if score < _SURE and not _letters_within(line.text, text):
+            continue  # less sure: only where it reads every letter read first (SA as SAG)
         # a clinical second reading that saw as much as the first (not a piece of it)
         if len(_ALNUM.findall(text)) >= length:
             return Decision(Verdict.CLINICAL, "clinical label (second reading)")
@@ -1018,6 +1024,13 @@ def _second_opinion(
     if any(chars in (read[1:], read[:-1]) for chars in agree):
         return Decision(Verdict.CLINICAL, "clinical label (two second readings agree)")
     return first
+
+
+def _letters_within(first: str, second: str) -> bool:
+    """Every letter of ``first`` is in ``second``, in order (case aside): the second reading
+    adds to the first rather than reading its letters otherwise (a name's O read as 0)."""
+    rest = iter(re.sub(r"[^A-Z]", "", second.upper()))
+    return all(letter in rest for letter in re.sub(r"[^A-Z]", "", first.upper()))
 
 
 def _size(pixels: Pixels) -> tuple[int, int]:
