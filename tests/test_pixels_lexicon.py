@@ -249,3 +249,50 @@ def test_a_longer_unknown_reading_overrules_a_spelling() -> None:
     )
     assert not _judged([short], ())[0].redacted
     assert _judged([longer], ())[0].redacted
+
+
+class _CutEngine:
+    """Reads a box as ``VER TRV`` and the box widened as ``CIVER TRV`` (the first letters
+    the detector cut off), with per-step probabilities that decode to those readings."""
+
+    def __init__(self) -> None:
+        self.widths: list[int] = []
+
+    def _text(self, box: Any) -> str:
+        return "CIVER TRV" if box.w > 90 else "VER TRV"
+
+    def read(self, image: Any, boxes: list[Any]) -> list[Any]:
+        from radguard.pixels.engines import Line
+
+        return [Line(box, self._text(box), 0.9) for box in boxes]
+
+    def line_probs(self, image: Any, boxes: list[Any]) -> tuple[list[str], list[Any]]:
+        self.widths += [box.w for box in boxes]
+        return CHARSET, [_probs(*({c: 0.9} for c in self._text(box))) for box in boxes]
+
+
+def test_the_wider_box_reading_is_spelled_where_the_box_own_is_not() -> None:
+    """Pixel bench seed 5: 'LIVER TRV' boxed without its first letters and read 'VER TRV';
+    the box a third of its height wider reads 'CIVER TRV'. Where the box's own reading has
+    no clinical spelling, the wider reading is spelled on the wider crop's own output."""
+    from radguard.pixels.detect import Found, read_boxes
+    from radguard.pixels.engines import Box
+
+    asked: list[str] = []
+
+    def spell(probs: Any, charset: Any, reading: str) -> str | None:
+        asked.append(reading)
+        return "LIVER TRV" if reading == "CIVER TRV" else None
+
+    image = np.zeros((80, 240), np.uint8)
+    found = Found([Box(60, 20, 80, 24)], image, image, np.zeros(image.shape, bool), 1, 1)
+    engine = _CutEngine()
+    (line,) = read_boxes(found, engine, doubt=lambda text: True, spell=spell)  # type: ignore[arg-type]
+    assert asked == ["VER TRV", "CIVER TRV"] and line.spelled == "LIVER TRV"
+    assert ("CIVER TRV", 0.9) in line.others and line.text == "VER TRV"
+    # spelled from the box's own reading: the wider one is not weighed at all
+    asked.clear()
+    (line,) = read_boxes(found, engine, doubt=lambda t: True, spell=lambda p, c, r: "VEL TRV")  # type: ignore[arg-type]
+    assert line.spelled == "VEL TRV"
+    assert engine.widths[0] == engine.widths[2] == 80 and engine.widths[1] > 90
+    assert len(engine.widths) == 3

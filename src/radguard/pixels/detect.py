@@ -330,7 +330,8 @@ def read_boxes(
                 # reader dropped ('DOMEN' of ABDOMEN) may read in full
                 rows, cols = view.shape[:2]
                 wider = [_widened(boxes[k], cols, rows) for k in group]
-                for k, line in zip(group, engine.read(view, wider), strict=True):
+                widely = engine.read(view, wider)
+                for k, line in zip(group, widely, strict=True):
                     seconds.setdefault(k, []).append((line.text, line.score))
                 # the clinical spelling the recognizer's own output for the box supports, where
                 # it read a label a letter or two wrong (PIGHT FIDNEY LONG)
@@ -343,6 +344,18 @@ def read_boxes(
                             continue
                         if text := spell(probs, charset, lines[k].text):
                             spelled[k] = text
+                    # else the wider box's reading, spelled on its own output: the first or
+                    # last letters the box cut off may be what makes it a label (VER TRV
+                    # read CIVER TRV wider: LIVER TRV)
+                    rest = [i for i, k in enumerate(group) if k not in spelled]
+                    if rest and line_probs is not None:
+                        _, wide = line_probs(view, [wider[i] for i in rest])
+                        for i, probs in zip(rest, wide, strict=True):
+                            text = widely[i].text
+                            if probs is None or ctc_greedy(probs, charset)[0] != text:
+                                continue
+                            if spelling := spell(probs, charset, text):
+                                spelled[group[i]] = spelling
                 # and narrowed to its row of glyphs, where speckle beside them was read too
                 narrowed = [(k, *t) for k in group if (t := _tight(found.strokes, boxes[k], cols))]
                 read = engine.read(view, [b for _, b, _, _ in narrowed]) if narrowed else []
