@@ -69,6 +69,8 @@ def test_a_name_in_any_sure_reading_blocks_a_clinical_second_reading() -> None:
         ("POOT", True),
         ("Jung", True),
         ("V0LZ", True),  # a zero for the O
+        ("1UNG", True),  # JUNG, though LUNG is a clinical word
+        ("SPLEEN LON6", False),  # only LONG: a surname, but a clinical word first
         ("RIGHT KIDNEY LONG", False),  # census names that are clinical words do not count
         ("PIGHT FIDNEY LONG", False),
         ("L12-5", False),
@@ -476,6 +478,30 @@ def test_a_split_keeps_only_its_row_of_glyphs_not_a_row_below_it(cleaner: PixelC
             painted[b.y : b.y + b.h, b.x : b.x + b.w] = True
     assert painted[id_top:id_end, 44:100].all()
     assert [f.text for f in found if not f.redacted] == ["LIVER"]
+
+
+def test_a_spelling_of_the_reading_within_the_glyphs_keeps_that_part(
+    cleaner: PixelCleaner,
+) -> None:
+    """Held-out labels, image 16: 'SPLEEN LONG' (cap 8) in a box grown over speckle read
+    'me C SBCEEN LONG'; within its glyphs 'SPCEEN LONG' at 0.94, which the recognizer's
+    output spells SPLEEN LONG. That part is kept (marked spelled), the rest painted; not
+    where the spelling is no label, nor where a reading holds a name."""
+    within = (Box(251, 411, 85, 11), "SPCEEN LONG", 0.94, 10)
+    line = Line(Box(177, 402, 162, 28), "me C SBCEEN LONG", 0.62, 2, tight=within)
+    spelled = replace(line, tight_spelled="SPLEEN LONG")
+    found = cleaner._judge(0, [spelled], Classifier([]), (512, 512))
+    kept = [f for f in found if not f.redacted]
+    assert [(f.text, f.box, f.spelled) for f in kept] == [("SPLEEN LONG", within[0], True)]
+    assert any(f.redacted for f in found)
+    for unkept in (
+        line,  # no spelling
+        replace(line, tight_spelled="SPCEEN LONGX"),  # a spelling that is no label
+        replace(spelled, others=(("me C SBCEEN NOVAK", 0.6),)),  # a name read
+        replace(spelled, tight=(*within[:2], 0.7, 10)),  # read unsure within the glyphs
+    ):
+        found = cleaner._judge(0, [unkept], Classifier([]), (512, 512))
+        assert found and all(f.redacted for f in found), unkept
 
 
 def test_a_line_with_an_unsure_identifying_reading_is_not_split(cleaner: PixelCleaner) -> None:

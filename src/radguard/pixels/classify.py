@@ -516,14 +516,15 @@ def _glued(run: str) -> bool:
 
 
 def _named(read: str) -> bool:
-    """``read`` (letters and digits of one word as read) is a census name or a month, its
-    digits taken for any letter they look like (1UNG: JUNG; too many ways: a name)."""
+    """``read`` (letters and digits of one word as read) is a census name or a month and no
+    clinical word, its digits taken for any letter they look like (1UNG: JUNG; LON6 is LONG,
+    a surname but a clinical word first; too many ways: a name)."""
     options = [_DIGIT_LETTERS.get(c, c) for c in read]
     if math.prod(len(o) for o in options) > _NAME_TRIES:
         return True
     first, last = _census()
     return any(
-        w in first or w in last or w in MONTHS
+        (w in first or w in last or w in MONTHS) and w not in CLINICAL_VOCABULARY
         for w in ("".join(t) for t in itertools.product(*options))
     )
 

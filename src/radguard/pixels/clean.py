@@ -473,6 +473,14 @@ class PixelCleaner:
             return None
         box, text, score, pieces = line.tight
         decision = classifier.decide(text)
+        spelled = line.tight_spelled
+        if (
+            decision.verdict is not Verdict.CLINICAL
+            and spelled
+            and classifier.decide(spelled).verdict is Verdict.CLINICAL
+        ):  # the recognizer supports a clinical spelling of it (lexicon.Speller)
+            why = f"clinical label (spelling the recognizer supports: {spelled})"
+            text, decision = spelled, Decision(Verdict.CLINICAL, why, spelled=True)
         if score < _SURE or decision.verdict is not Verdict.CLINICAL:
             return None
         if len(_ALNUM.findall(text)) + 1 < pieces:
@@ -484,7 +492,9 @@ class PixelCleaner:
         if any(map(reads_as_name, named)):
             return None  # a name read is not overruled by a reading that is a label
         why = f"{decision.why} (read within its glyphs)"
-        label = TextFound(item.frame, box, text, score, decision.verdict, why, False)
+        label = TextFound(
+            item.frame, box, text, score, decision.verdict, why, False, spelled=decision.spelled
+        )
         paint = _around(line.box, box, self.policy.margin)
         return [label] + [replace(item, box=b, span=line.box.w) for b in paint]
 

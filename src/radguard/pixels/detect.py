@@ -278,6 +278,7 @@ def read_boxes(
     kept_other: set[int] = set()  # lines whose kept reading is the other view's
     tights: dict[int, tuple[Box, str, float, int]] = {}  # readings within the glyphs
     spelled: dict[int, str] = {}
+    tight_spelled: dict[int, str] = {}  # ...and of the reading within the glyphs
     if weak:
         again = engine.read(other, [boxes[k] for k in weak])
         for k, line in zip(weak, again, strict=True):
@@ -336,31 +337,30 @@ def read_boxes(
                 # the clinical spelling the recognizer's own output for the box supports, where
                 # it read a label a letter or two wrong (PIGHT FIDNEY LONG)
                 if spell is not None and weighed is not None:
-                    charset, per_line = weighed
-                    for k, probs in zip(group, per_line, strict=True):
-                        # weighed against the reading these very probabilities give (read in
-                        # another batch, a crop's padding differs): none where it changed
-                        if probs is None or ctc_greedy(probs, charset)[0] != lines[k].text:
-                            continue
-                        if text := spell(probs, charset, lines[k].text):
+                    for k, text in zip(group, _spelled(spell, *weighed), strict=True):
+                        if text:
                             spelled[k] = text
                     # else the wider box's reading, spelled on its own output: the first or
-                    # last letters the box cut off may be what makes it a label (VER TRV
-                    # read CIVER TRV wider: LIVER TRV)
+                    # last letters the box cut off may be what makes it a label (PF 4.0 kHz)
                     rest = [i for i, k in enumerate(group) if k not in spelled]
                     if rest and line_probs is not None:
-                        _, wide = line_probs(view, [wider[i] for i in rest])
-                        for i, probs in zip(rest, wide, strict=True):
-                            text = widely[i].text
-                            if probs is None or ctc_greedy(probs, charset)[0] != text:
-                                continue
-                            if spelling := spell(probs, charset, text):
-                                spelled[group[i]] = spelling
+                        wide = line_probs(view, [wider[i] for i in rest])
+                        for i, text in zip(rest, _spelled(spell, *wide), strict=True):
+                            if text:
+                                spelled[group[i]] = text
                 # and narrowed to its row of glyphs, where speckle beside them was read too
                 narrowed = [(k, *t) for k in group if (t := _tight(found.strokes, boxes[k], cols))]
                 read = engine.read(view, [b for _, b, _, _ in narrowed]) if narrowed else []
                 for (k, _, b, glyphs), line in zip(narrowed, read, strict=True):
                     tights[k] = (found.to_image(b), line.text, line.score, glyphs)
+                # ...its reading there spelled too, where it is still in doubt ('me C SBCEEN
+                # LONG' read 'SPCEEN LONG' within its glyphs: SPLEEN LONG)
+                tight_doubt = [i for i, line in enumerate(read) if doubt(line.text)]
+                if spell is not None and line_probs is not None and tight_doubt:
+                    narrow = line_probs(view, [narrowed[i][1] for i in tight_doubt])
+                    for i, text in zip(tight_doubt, _spelled(spell, *narrow), strict=True):
+                        if text:
+                            tight_spelled[narrowed[i][0]] = text
     return [
         Line(
             found.to_image(box),
@@ -371,8 +371,21 @@ def read_boxes(
             ink_count(found.strokes, box) if k in seconds else 0,
             tights.get(k),
             spelled.get(k),
+            tight_spelled.get(k),
         )
         for k, (box, line) in enumerate(zip(boxes, lines, strict=True))
+    ]
+
+
+def _spelled(
+    spell: Spell, charset: Sequence[str], per_box: Sequence[NDArray[np.float32] | None]
+) -> list[str | None]:
+    """The clinical spelling ``spell`` finds for each box, weighed against the reading the
+    box's own probabilities give (read before in another batch, the crop's padding and so
+    the reading may differ: LON6 for LONG)."""
+    return [
+        None if probs is None else spell(probs, charset, ctc_greedy(probs, charset)[0])
+        for probs in per_box
     ]
 
 

@@ -130,6 +130,8 @@ class Line:
     # lines in doubt: a spelling of the reading in clinical words that the recognizer's own
     # output supports nearly as well, and names far less (lexicon.Speller); None: none
     spelled: str | None = None
+    # ...and of the reading within its glyphs (``tight``)
+    tight_spelled: str | None = None
 
 
 class OcrEngine(Protocol):
