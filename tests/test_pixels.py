@@ -30,6 +30,7 @@ from radguard.phantom.pixelbench import (
 )
 from radguard.pipeline import RunOptions, run_deid
 from radguard.pixels import Classifier, PixelCleaner, Verdict, header_identifiers, triage
+from radguard.pixels.clean import TextFound
 from radguard.pixels.engines import (
     Box,
     EngineName,
@@ -598,6 +599,37 @@ def test_verify_reads_released_pixels(tmp_path: Path, keyring: Keyring) -> None:
     assert leaked.checks["burned-in text (OCR)"] == "failed"
     burned = [f for f in leaked.findings if f.category == "burned_in"]
     assert burned and all("BAPTIST" not in f.found for f in burned)  # masked
+
+
+def test_verify_needs_a_sure_reading_for_text_that_only_looks_identifying(
+    tmp_path: Path,
+) -> None:
+    """Phantom seed 756763521 (test_prove): the verifier read the edges of painted boxes in a
+    released CR as 'HEE EE' at 0.21 and called it a first name and surname. A line that only
+    looks identifying is a finding when read at min_score or more; one that holds an
+    identifier of the originals is one however unsure the reading."""
+    from types import SimpleNamespace
+
+    from radguard.pixels.audit import read_released
+
+    path = tmp_path / "cr.dcm"
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    ds.Modality = "CR"  # triaged: burned-in text is likely
+    ds.save_as(path, enforce_file_format=True)
+    box = Box(10, 10, 80, 12)
+    lines = [
+        TextFound(0, box, "HEE EE", 0.21, Verdict.IDENTIFYING, "pattern", True),
+        TextFound(0, box, "Maria Lopez", 0.9, Verdict.IDENTIFYING, "pattern", True),
+        TextFound(0, box, "OKONKWO", 0.3, Verdict.UNKNOWN, "unsure", True),
+    ]
+    stub = SimpleNamespace(scan=lambda ds, ids: SimpleNamespace(found=lines))
+    policy = load_policy("research").pixels
+    own = lambda text: ["patient name of the originals"] if "OKONKWO" in text else []  # noqa: E731
+    found = read_released(path, policy, own, stub)
+    assert found == [
+        (0, "Maria Lopez", "pattern: first name and surname"),
+        (0, "OKONKWO", "patient name of the originals"),
+    ]
 
 
 def test_answer_key_boxes_legible_before_not_after(cleaner: PixelCleaner) -> None:
