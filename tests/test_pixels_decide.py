@@ -245,6 +245,25 @@ def test_paint_grazing_a_kept_label_is_trimmed_off_its_glyphs_not_off_its_own() 
     assert (beside.x, beside.y, beside.h) == (164, flip[1].y, flip[1].h)
 
 
+def test_paint_is_trimmed_off_a_label_whose_letters_run_together() -> None:
+    """Pixel bench seed 5, image 47: 'ABDOMEN' (PIL's bitmap font, cap 6) beside the box of
+    'Dr QUINNELL' grown along its row; its letters ran together into two wide pieces, none
+    glyph-shaped, so the label was not made out and the paint took its top row. Its tall
+    pieces stand in for its glyphs; with no ink in the label's box, nothing is trimmed."""
+    view = np.full((140, 320), 30, np.uint8)
+    name_top, name_end = _burn(view, "HALVORSEN", 20, 20)
+    label_top = name_end + 10
+    view[label_top : label_top + 6, 40:57] = 255  # letters run together: two wide pieces
+    view[label_top : label_top + 6, 58:82] = 255
+    label = Box(36, label_top - 3, 51, 17)
+    name = Box(14, name_top - 8, 200, label_top - (name_top - 8))  # its margin into the label
+    pieces = _off_labels(name, [label], view, 3, descends=False)
+    (over,) = [b for b in pieces if b.x == label.x]
+    assert over.y + over.h + 3 <= label_top and over.y + over.h >= name_end
+    view[label_top : label_top + 6, 40:82] = 30  # the label's ink not there
+    assert _off_labels(name, [label], view, 3, descends=False) == [name]
+
+
 def test_paint_keeps_room_for_descenders_unless_neither_reading_nor_ink_has_one() -> None:
     """Pixel bench seed 5, image 37: 'L12-5' 6 px below a painted date; the room kept below
     the date's glyphs for descenders (0.4 of their height) and the paint's margin took the

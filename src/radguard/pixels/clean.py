@@ -41,6 +41,7 @@ from radguard.pixels.detect import (
     glyph_row,
     ink,
     ink_pieces,
+    ink_row,
     read_boxes,
     read_frames,
     resize,
@@ -829,7 +830,9 @@ def _off_labels(
         painted = glyph_row(strokes, own)
         outside = strokes.copy()  # the label's glyphs as seen outside the painted box
         outside[own.y : own.y + own.h, own.x : own.x + own.w] = False
+        # a sure label's letters run together in small text: its tall ink pieces stand in
         kept = glyph_row(outside, theirs)
+        kept = kept if kept.glyphs else ink_row(outside, theirs)
         if painted.glyphs < 2 or not kept.glyphs:
             return [box]  # the painted line's glyphs are not made out: no trimming at all
         ink_top, ink_end = _banded(painted.top, painted.end)

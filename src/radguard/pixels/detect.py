@@ -441,6 +441,20 @@ def glyph_row(strokes: NDArray[np.bool_], box: Box, low: int | None = None) -> G
     )
 
 
+def ink_row(strokes: NDArray[np.bool_], box: Box) -> GlyphRow:
+    """Like :func:`glyph_row`, for pieces a third of ``box`` high or more (3 px at least)
+    whatever their width: the letters of small text run together (PIL's bitmap font at cap
+    6 inks ``ABDOMEN`` as two pieces), so no piece is glyph-shaped."""
+    x, y, w, h, _ = _box_pieces(strokes, box).T
+    tall = (h >= max(3, box.h // 3)) & (h <= box.h)
+    if not tall.any():
+        return GlyphRow(0, 0, 0, 0, 0)
+    x, y, w, h = x[tall], y[tall], w[tall], h[tall]
+    return GlyphRow(
+        int(tall.sum()), int(y.min()), int((y + h).max()), int(x.min()), int((x + w).max())
+    )
+
+
 def _shaped_row(
     x: Pieces, y: Pieces, w: Pieces, h: Pieces, area: Pieces, low: float, high: float
 ) -> NDArray[np.bool_]:
