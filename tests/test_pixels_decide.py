@@ -188,6 +188,8 @@ def test_a_clinical_second_reading_keeps_a_line_from_a_score_of_seven_tenths() -
     # (cap 5) read with its O as a zero is no label
     name = Line(BOX, "SECO", 0.75, others=(("SEC0", 0.75),))
     assert _second_opinion(UNKNOWN, name, Classifier([])).verdict is Verdict.UNKNOWN
+    digits = Line(BOX, "4471", 0.75, others=(("L4-71", 0.75),))  # a piece of an ID
+    assert _second_opinion(UNKNOWN, digits, Classifier([])).verdict is Verdict.UNKNOWN
     sure = Line(BOX, "SECO", 0.75, others=(("SEC0", 0.85),))
     assert _second_opinion(UNKNOWN, sure, Classifier([])).verdict is Verdict.CLINICAL
     shorter = Line(BOX, "SAGOL", 0.68, others=(("SAG", 0.95),))  # saw less than the first

@@ -1040,10 +1040,12 @@ def _second_opinion(
 
 
 def _letters_within(first: str, second: str) -> bool:
-    """Every letter of ``first`` is in ``second``, in order (case aside): the second reading
-    adds to the first rather than reading its letters otherwise (a name's O read as 0)."""
+    """``first`` has letters, each of them in ``second`` in order (case aside): the second
+    reading adds to the first rather than reading its letters otherwise (a name's O read as
+    0); a first reading of digits alone (a piece of an ID) is never so vouched for."""
+    letters = re.sub(r"[^A-Z]", "", first.upper())
     rest = iter(re.sub(r"[^A-Z]", "", second.upper()))
-    return all(letter in rest for letter in re.sub(r"[^A-Z]", "", first.upper()))
+    return bool(letters) and all(letter in rest for letter in letters)
 
 
 def _size(pixels: Pixels) -> tuple[int, int]:
