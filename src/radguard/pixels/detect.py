@@ -330,35 +330,36 @@ def read_boxes(
                 # the box a little wider: a faint first or last letter the box cut or the
                 # reader dropped ('DOMEN' of ABDOMEN) may read in full
                 rows, cols = view.shape[:2]
+                weigh = line_probs if spell is not None else None
                 wider = [_widened(boxes[k], cols, rows) for k in group]
-                widely = engine.read(view, wider)
+                widely, wide = _read_weighed(engine, view, wider, weigh)
                 for k, line in zip(group, widely, strict=True):
                     seconds.setdefault(k, []).append((line.text, line.score))
                 # the clinical spelling the recognizer's own output for the box supports, where
-                # it read a label a letter or two wrong (PIGHT FIDNEY LONG)
-                if spell is not None and weighed is not None:
-                    for k, text in zip(group, _spelled(spell, *weighed), strict=True):
-                        if text:
+                # it read a label a letter or two wrong (PIGHT FIDNEY LONG); else the wider
+                # box's, on its own output: the letters the box cut off may make it a label
+                # (PF 4.0 kHz)
+                if spell is not None and weighed is not None and wide is not None:
+                    own = _spelled(spell, *weighed)
+                    rest = [i for i, text in enumerate(own) if not text]
+                    charset, per_box = wide
+                    widest = _spelled(spell, charset, [per_box[i] for i in rest])
+                    found_wide = dict(zip(rest, widest, strict=True))
+                    for i, k in enumerate(group):
+                        if text := own[i] or found_wide.get(i):
                             spelled[k] = text
-                    # else the wider box's reading, spelled on its own output: the first or
-                    # last letters the box cut off may be what makes it a label (PF 4.0 kHz)
-                    rest = [i for i, k in enumerate(group) if k not in spelled]
-                    if rest and line_probs is not None:
-                        wide = line_probs(view, [wider[i] for i in rest])
-                        for i, text in zip(rest, _spelled(spell, *wide), strict=True):
-                            if text:
-                                spelled[group[i]] = text
                 # and narrowed to its row of glyphs, where speckle beside them was read too
                 narrowed = [(k, *t) for k in group if (t := _tight(found.strokes, boxes[k], cols))]
-                read = engine.read(view, [b for _, b, _, _ in narrowed]) if narrowed else []
+                read, narrow = _read_weighed(engine, view, [b for _, b, _, _ in narrowed], weigh)
                 for (k, _, b, glyphs), line in zip(narrowed, read, strict=True):
                     tights[k] = (found.to_image(b), line.text, line.score, glyphs)
                 # ...its reading there spelled too, where it is still in doubt ('me C SBCEEN
                 # LONG' read 'SPCEEN LONG' within its glyphs: SPLEEN LONG)
-                tight_doubt = [i for i, line in enumerate(read) if doubt(line.text)]
-                if spell is not None and line_probs is not None and tight_doubt:
-                    narrow = line_probs(view, [narrowed[i][1] for i in tight_doubt])
-                    for i, text in zip(tight_doubt, _spelled(spell, *narrow), strict=True):
+                if spell is not None and narrow is not None:
+                    charset, per_box = narrow
+                    tight_doubt = [i for i, line in enumerate(read) if doubt(line.text)]
+                    probs = [per_box[i] for i in tight_doubt]
+                    for i, text in zip(tight_doubt, _spelled(spell, charset, probs), strict=True):
                         if text:
                             tight_spelled[narrowed[i][0]] = text
     return [
@@ -375,6 +376,29 @@ def read_boxes(
         )
         for k, (box, line) in enumerate(zip(boxes, lines, strict=True))
     ]
+
+
+# an engine's per-step class probabilities for boxes, with its characters (line_probs)
+Weighed = tuple[Sequence[str], list[NDArray[np.float32] | None]]
+
+
+def _read_weighed(
+    engine: OcrEngine,
+    view: Image,
+    boxes: list[Box],
+    line_probs: Callable[[Image, list[Box]], Weighed] | None,
+) -> tuple[list[Line], Weighed | None]:
+    """The lines in ``boxes`` and, where ``line_probs`` (the engine's) is given, the class
+    probabilities they were read from: the readings decoded from them, one pass of the
+    recognizer for both (the engine reads by CTC greedy decoding of the same batch)."""
+    if line_probs is None or not boxes:
+        return (engine.read(view, boxes) if boxes else []), None
+    charset, per_box = line_probs(view, boxes)
+    lines = [
+        Line(box, *(ctc_greedy(probs, charset) if probs is not None else ("", 0.0)))
+        for box, probs in zip(boxes, per_box, strict=True)
+    ]
+    return lines, (charset, per_box)
 
 
 def _spelled(
