@@ -456,13 +456,7 @@ def glyph_row(strokes: NDArray[np.bool_], box: Box, low: int | None = None) -> G
     least height of a glyph, a third of the box's by default)."""
     low = max(3, box.h // 3) if low is None else low
     x, y, w, h, area = _box_pieces(strokes, box).T
-    shaped = _shaped_row(x, y, w, h, area, low, box.h)
-    if not shaped.any():
-        return GlyphRow(0, 0, 0, 0, 0)
-    x, y, w, h = x[shaped], y[shaped], w[shaped], h[shaped]
-    return GlyphRow(
-        int(shaped.sum()), int(y.min()), int((y + h).max()), int(x.min()), int((x + w).max())
-    )
+    return _row_of(x, y, w, h, _shaped_row(x, y, w, h, area, low, box.h))
 
 
 def ink_row(strokes: NDArray[np.bool_], box: Box) -> GlyphRow:
@@ -470,12 +464,16 @@ def ink_row(strokes: NDArray[np.bool_], box: Box) -> GlyphRow:
     whatever their width: the letters of small text run together (PIL's bitmap font at cap
     6 inks ``ABDOMEN`` as two pieces), so no piece is glyph-shaped."""
     x, y, w, h, _ = _box_pieces(strokes, box).T
-    tall = (h >= max(3, box.h // 3)) & (h <= box.h)
-    if not tall.any():
+    return _row_of(x, y, w, h, (h >= max(3, box.h // 3)) & (h <= box.h))
+
+
+def _row_of(x: Pieces, y: Pieces, w: Pieces, h: Pieces, chosen: NDArray[np.bool_]) -> GlyphRow:
+    """The :class:`GlyphRow` the ``chosen`` pieces make (all 0 when none is)."""
+    if not chosen.any():
         return GlyphRow(0, 0, 0, 0, 0)
-    x, y, w, h = x[tall], y[tall], w[tall], h[tall]
+    x, y, w, h = x[chosen], y[chosen], w[chosen], h[chosen]
     return GlyphRow(
-        int(tall.sum()), int(y.min()), int((y + h).max()), int(x.min()), int((x + w).max())
+        int(chosen.sum()), int(y.min()), int((y + h).max()), int(x.min()), int((x + w).max())
     )
 
 
