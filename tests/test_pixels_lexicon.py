@@ -17,6 +17,7 @@ from radguard.pixels.classify import CLINICAL_VOCABULARY, census_names
 from radguard.pixels.lexicon import Speller, ctc_log_likelihoods, nearby, spellings
 
 CHARSET = ["", " ", *"ABCDEFGHIJKLMNOPQRSTUVWXYZ", *"abcdefghijklmnopqrstuvwxyz", *"0123456789"]
+CHARSET += [*"!.-^"]
 INDEX = {c: k for k, c in enumerate(CHARSET) if c}
 
 
@@ -304,3 +305,97 @@ def test_the_wider_box_reading_is_spelled_where_the_box_own_is_not() -> None:
 
     (line,) = read_boxes(found, engine, doubt=lambda t: True, spell=own)  # type: ignore[arg-type]
     assert line.spelled == "VEL TRV" and asked == ["VER TRV"]
+
+
+def test_prefix_distances_are_edit_distances() -> None:
+    """The glued-word search's batch of edit distances (every clinical word against every
+    prefix and suffix of a reading) equals the plain edit distance."""
+    from radguard.pixels.lexicon import _coded, _prefix_distances, distance
+
+    words, (forwards, backwards), lengths = _coded(CLINICAL_VOCABULARY)
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        text = "".join(rng.choice(list("ABDEGIKLMNORSTVY"), rng.integers(1, 14)))
+        heads = _prefix_distances(forwards, lengths, text)
+        tails = _prefix_distances(backwards, lengths, text[::-1])
+        for k in rng.choice(len(words), 25):
+            j = int(rng.integers(0, len(text) + 1))
+            assert heads[k, j] == distance(words[k], text[:j])
+            assert tails[k, len(text) - j] == distance(words[k], text[j:])
+
+
+def test_two_labels_read_glued_are_spelled_glued() -> None:
+    """Small text loses the space between words: 'RIGHT KIDNEVLON' (pixel bench seed 23,
+    cap 6) is KIDNEY and LONG read glued and slipped, spelled glued as read (a label to the
+    classifier). A name in place of either part is a rival: LONI, a census first name, as
+    likely as LONG leaves the line unspelled, and so does LON as read (a name too)."""
+    found = spellings("RIGHT KIDNEVLON", CLINICAL_VOCABULARY)
+    assert "RIGHT KIDNEYLONG" in found
+    assert spellings("PETROVSKY", CLINICAL_VOCABULARY) == []  # a name: no glued words near
+    speller = _speller()
+    # Y half seen where V was read
+    probs = _sure("RIGHT KIDNEYLONG", at11={"V": 0.6, "Y": 0.35})
+    assert speller(probs, CHARSET, "RIGHT KIDNEVLONG") == "RIGHT KIDNEYLONG"
+    # ...and G seen weakly after LON: LON, a census name as read, is the likelier
+    weak = _sure("RIGHT KIDNEYLONG", at11={"V": 0.6, "Y": 0.35}, at15={"G": 0.2})
+    assert speller.weigh(weak, CHARSET, "RIGHT KIDNEVLON") is not None
+    assert speller(weak, CHARSET, "RIGHT KIDNEVLON") is None
+    # the last letter torn between G and I: LONI (a census name) glued to KIDNEY as likely
+    assert "LONI" in census_names()
+    torn = _sure("RIGHT KIDNEYLONI", at15={"I": 0.5, "G": 0.45})
+    found_torn = speller.weigh(torn, CHARSET, "RIGHT KIDNEYLONI")
+    assert found_torn is not None and found_torn[0] == "RIGHT KIDNEYLONG"
+    assert found_torn[2] < 0  # the rival with LONI in place of LONG is the likelier
+    assert speller(torn, CHARSET, "RIGHT KIDNEYLONI") is None
+
+
+def test_a_probe_name_with_its_letter_misread_is_spelled() -> None:
+    """An L12-5 read '!.12-5' (its stroke as '!', its foot as a point: pixel bench seed 23)
+    is spelled with a probe letter where the recognizer supports one; a number alone
+    ('112-5', '12-5': a date or a range in pieces) is never made a probe name."""
+    from radguard.pixels.classify import Classifier
+    from radguard.pixels.classify import Verdict as V
+
+    assert "L.12-5" in spellings("!.12-5", CLINICAL_VOCABULARY)
+    assert spellings("112-5", CLINICAL_VOCABULARY) == []
+    assert spellings("12-5", CLINICAL_VOCABULARY) == []
+    classifier = Classifier(())
+    assert classifier.decide("L.12-5").verdict is V.CLINICAL
+    assert classifier.decide("1.12-5").verdict is not V.CLINICAL
+    probs = _probs({"!": 0.9, "L": 0.05}, {".": 0.9}, *({c: 0.98} for c in "12-5"))
+    assert _speller()(probs, CHARSET, "!.12-5") == "L.12-5"
+    unseen = _probs({"!": 0.98, "L": 1e-6}, {".": 0.9}, *({c: 0.98} for c in "12-5"))
+    assert _speller()(unseen, CHARSET, "!.12-5") is None
+
+
+def test_rows_cut_from_one_box_are_spelled() -> None:
+    """The rows of glyphs a painted box is cut into (clean.PixelCleaner._parts) are spelled
+    as lines are: a big 'J.12-5' beside a name in one detector box (pixel bench seed 5) is
+    the probe name L12-5; a row read as a label or as identifying is left as it is."""
+    from radguard.pixels.classify import Classifier, Decision
+    from radguard.pixels.classify import Verdict as V
+    from radguard.pixels.clean import PixelCleaner
+    from radguard.pixels.engines import Box
+    from radguard.settings import PixelPolicy
+
+    texts = {10: "J.12-5", 20: "DOE^JOHN", 30: "L12-5"}
+
+    class Engine:
+        def line_probs(self, image: Any, boxes: list[Any]) -> tuple[list[str], list[Any]]:
+            probs = {
+                "J.12-5": _probs({"J": 0.9, "L": 0.05}, {".": 0.9}, *({c: 0.98} for c in "12-5"))
+            }
+            return CHARSET, [
+                probs.get(texts[b.w], _probs(*({c: 0.98} for c in texts[b.w]))) for b in boxes
+            ]
+
+    classifier = Classifier(("DOE^JOHN",))
+    boxes = [Box(0, 0, w, 10) for w in texts]
+    verdicts = [classifier.decide(t) for t in texts.values()]
+    assert [v.verdict for v in verdicts] == [V.UNKNOWN, V.IDENTIFYING, V.CLINICAL]
+    cleaner = PixelCleaner(PixelPolicy(), engine=Engine())  # type: ignore[arg-type]
+    image = np.zeros((10, 40), np.uint8)
+    assert cleaner._spell_parts(image, boxes, verdicts, classifier) == {0: "L.12-5"}
+    off = PixelCleaner(PixelPolicy(spell_labels=False), engine=Engine())  # type: ignore[arg-type]
+    assert off._spell_parts(image, boxes, verdicts, classifier) == {}
+    assert isinstance(verdicts[0], Decision)

@@ -371,12 +371,14 @@ _CM_SLIP = re.compile(r"(?<=\d)(\s?)C[NSHW]\b")
 # digits a probe name's number is misread as (C5-i)
 _AS_DIGIT = str.maketrans({"I": "1", "L": "1", "|": "1", "!": "1", "O": "0", "Z": "2", "S": "5"})
 _PROBE_SLIP = re.compile(r"[CLPSEVT]{1,2}[0-9ILZSO|!]{1,2}-[0-9ILZSO|!]{1,2}")
+# the foot of a probe name's L (or a speck) read as a point after its letter: L.12-5
+_PROBE_POINT = re.compile(r"[CLPSEVT][.,]\d{1,2}-\d{1,2}[A-Z]?")
 
 
 def _probe(text: str) -> bool:
     """A probe name (C5-1, L12 5), also written with a hyphen and one letter misread for a
     digit of its number (C5-i; a first name and a number, LIZ 12 or SOL-12A, is not)."""
-    if _PROBE.fullmatch(text):
+    if _PROBE.fullmatch(text) or _PROBE_POINT.fullmatch(text):
         return True
     if not _PROBE_SLIP.fullmatch(text):
         return False

@@ -46,6 +46,7 @@ from radguard.pixels.detect import (
     read_frames,
     resize,
     segments,
+    spelled_boxes,
     upscale_factor,
 )
 from radguard.pixels.engines import Box, Image, Line, OcrEngine, get_engine, rows_of
@@ -412,8 +413,15 @@ class PixelCleaner:
         fused, factor = fused_view(crop, strokes), upscale_factor(*view.shape[:2])
         if factor > 1:  # read as the frame was first read: small frames enlarged
             fused = resize(fused, (area.w * factor, area.h * factor))
-        lines = read(fused, [part.enlarged(factor) for part, _, _ in cut])
+        boxes = [part.enlarged(factor) for part, _, _ in cut]
+        lines = read(fused, boxes)
+        read_as = [found.text for found in lines]  # the readings, before any spelling
         verdicts = [classifier.decide(found.text) for found in lines]
+        # a row read as neither, spelled as the recognizer supports (J.12-5: L.12-5)
+        for k, text in self._spell_parts(fused, boxes, verdicts, classifier).items():
+            why = f"clinical label (spelling the recognizer supports: {text})"
+            verdicts[k] = Decision(Verdict.CLINICAL, why, spelled=True)
+            lines[k] = replace(lines[k], text=text)
         identifying = [v for v in verdicts if v.verdict is Verdict.IDENTIFYING]
         if item.verdict is Verdict.UNKNOWN and identifying:  # a part identifies: the line does
             item = replace(item, verdict=Verdict.IDENTIFYING, why=f"a part {identifying[0].why}")
@@ -425,7 +433,6 @@ class PixelCleaner:
             if any(map(reads_as_name, named)):
                 return None
         kept: dict[int, TextFound] = {}  # by part
-        texts = [found.text for found in lines]
         for k, ((_, keep, pieces), found, verdict) in enumerate(
             zip(cut, lines, verdicts, strict=True)
         ):
@@ -434,7 +441,8 @@ class PixelCleaner:
                 sure
                 and len(_ALNUM.findall(found.text)) + 1 >= pieces
                 and not reads_as_name(found.text)
-                and not _joins_identifier(texts, k, classifier)
+                and not reads_as_name(read_as[k])
+                and not _joins_identifier(read_as, k, classifier)
             ):
                 why = f"{verdict.why} (read as a row of its own)"
                 label = TextFound(
@@ -445,6 +453,7 @@ class PixelCleaner:
                     Verdict.CLINICAL,
                     why,
                     False,
+                    spelled=verdict.spelled,
                 )
                 kept[k] = label
         if not kept:
@@ -457,6 +466,21 @@ class PixelCleaner:
         labels = list(kept.values())
         paint = _around_all(box, [k.box for k in labels], self.policy.margin)
         return labels + [replace(item, box=b, span=box.w) for b in paint]
+
+    def _spell_parts(
+        self, image: Image, boxes: list[Box], verdicts: list[Decision], classifier: Classifier
+    ) -> dict[int, str]:
+        """The clinical spellings (:class:`lexicon.Speller`) of the rows read as neither
+        identifying nor clinical, by row: weighed on the recognizer's output for each, as
+        lines are (:func:`detect.read_boxes`)."""
+        doubt = [k for k, v in enumerate(verdicts) if v.verdict is Verdict.UNKNOWN]
+        line_probs = getattr(self.engine, "line_probs", None)
+        speller = self._speller(classifier)
+        if not doubt or line_probs is None or speller is None:
+            return {}
+        charset, per_box = line_probs(image, [boxes[k] for k in doubt])
+        spelled = zip(doubt, spelled_boxes(speller, charset, per_box), strict=True)
+        return {k: text for k, text in spelled if text}
 
     def _split(self, item: TextFound, line: Line, classifier: Classifier) -> list[TextFound] | None:
         """A line painted as neither identifying nor clinical whose reading within its row of

@@ -340,10 +340,10 @@ def read_boxes(
                 # box's, on its own output: the letters the box cut off may make it a label
                 # (PF 4.0 kHz)
                 if spell is not None and weighed is not None and wide is not None:
-                    own = _spelled(spell, *weighed)
+                    own = spelled_boxes(spell, *weighed)
                     rest = [i for i, text in enumerate(own) if not text]
                     charset, per_box = wide
-                    widest = _spelled(spell, charset, [per_box[i] for i in rest])
+                    widest = spelled_boxes(spell, charset, [per_box[i] for i in rest])
                     found_wide = dict(zip(rest, widest, strict=True))
                     for i, k in enumerate(group):
                         if text := own[i] or found_wide.get(i):
@@ -359,7 +359,8 @@ def read_boxes(
                     charset, per_box = narrow
                     tight_doubt = [i for i, line in enumerate(read) if doubt(line.text)]
                     probs = [per_box[i] for i in tight_doubt]
-                    for i, text in zip(tight_doubt, _spelled(spell, charset, probs), strict=True):
+                    tight_texts = spelled_boxes(spell, charset, probs)
+                    for i, text in zip(tight_doubt, tight_texts, strict=True):
                         if text:
                             tight_spelled[narrowed[i][0]] = text
     return [
@@ -401,7 +402,7 @@ def _read_weighed(
     return lines, (charset, per_box)
 
 
-def _spelled(
+def spelled_boxes(
     spell: Spell, charset: Sequence[str], per_box: Sequence[NDArray[np.float32] | None]
 ) -> list[str | None]:
     """The clinical spelling ``spell`` finds for each box, weighed against the reading the

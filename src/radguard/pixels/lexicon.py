@@ -30,8 +30,12 @@ _PER_WORD = 4  # clinical words tried in place of one word of the reading at mos
 _SPELLINGS = 64  # spellings of a line scored at most
 _SHORTEST = 3  # letters and digits of a spelling (shorter ones identify no one anyway)
 _END_KEPT = 6  # letters a clinical word needs for a letter read at an end of it to go
+_GLUED_LEAST = 6  # letters of a word read in which two clinical words glued are sought
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _WORDS = re.compile(r"(\s+)")  # words and the spaces between them, as read
+# a probe name (L12-5) whose letter was read as something else, a point after it (its foot)
+_PROBE_HEAD = re.compile(r"([^\s\dCLPSEVT])([.,]?\d{1,2}-\d{1,2}[A-Z]?)")
+_PROBE_LETTERS = "LCPSEVT"  # the letters probe names start with (classify._PROBE)
 
 
 def ctc_log_likelihoods(
@@ -109,19 +113,96 @@ def _near_words(word: str, vocabulary: frozenset[str]) -> tuple[str, ...]:
     first and last letters: a letter more at an end is how names look (HANDA, SYSO), and a
     CTC output lets a letter read surely go for little (blank competes in every step)."""
     upper = word.upper()
+    if slip := _PROBE_HEAD.fullmatch(upper):  # a probe name's letter misread (!.12-5: L12-5)
+        return (word, *(letter + slip[2] for letter in _PROBE_LETTERS))
     if any(c.isdigit() for c in upper):
         return (word,)
     most = 1 if len(upper) <= 3 else 2
-    near = sorted(
-        (d, w)
-        for w in vocabulary
-        if abs(len(w) - len(upper)) <= most
-        and (d := distance(upper, w)) <= most
-        and (len(w) >= min(len(upper), _END_KEPT) or (w[0] == upper[0] and w[-1] == upper[-1]))
-    )
+    near = sorted((d, w) for w in vocabulary if (d := _slips(upper, w, most)) is not None)
+    if not near and len(upper) >= _GLUED_LEAST and upper.isalpha():
+        near = _glued_near(upper, vocabulary, most)
     lower = word.islower()
     words = [word] + [w.lower() if lower else w for _, w in near if w != upper]
     return tuple(dict.fromkeys(words))[: _PER_WORD + 1]
+
+
+def _slips(read: str, word: str, most: int) -> int | None:
+    """The edit distance from ``read`` to the clinical ``word`` where it is ``most`` or less
+    and ``word`` keeps the ends that :func:`_near_words` asks of it; else None."""
+    if abs(len(word) - len(read)) > most:
+        return None
+    if len(word) < min(len(read), _END_KEPT) and (word[0], word[-1]) != (read[0], read[-1]):
+        return None
+    found = distance(read, word)
+    return found if found <= most else None
+
+
+def _glued_near(upper: str, vocabulary: frozenset[str], most: int) -> list[tuple[int, str]]:
+    """Two clinical words read glued and slipped (``KIDNEVLON``: KIDNEY and LONG), glued as
+    they were read, within ``most`` edits in all (each part as :func:`_near_words` allows a
+    word), nearest first; each word of two letters or more and one of them of four (as
+    :func:`classify._all_clinical` asks of glued words)."""
+    words, (forwards, backwards), lengths = _coded(vocabulary)
+    size = len(upper)
+    heads = _prefix_distances(forwards, lengths, upper)  # word k against upper[:j]
+    tails = _prefix_distances(backwards, lengths, upper[::-1])  # ... upper[size - j:]
+    found: dict[str, int] = {}
+    for cut in range(2, size - 1):
+        head, tail = upper[:cut], upper[cut:]
+        near_heads = np.flatnonzero(heads[:, cut] <= min(most, 1 if cut <= 3 else 2))
+        spare = min(most, 1 if len(tail) <= 3 else 2)
+        near_tails = np.flatnonzero(tails[:, size - cut] <= spare)
+        for k in near_heads:
+            h = words[k]
+            if _slips(head, h, most) is None:
+                continue
+            for m in near_tails:
+                t = words[m]
+                if heads[k, cut] + tails[m, size - cut] > most or max(len(h), len(t)) < 4:
+                    continue
+                if h + t in vocabulary or _slips(tail, t, most) is None:
+                    continue
+                total = distance(upper, h + t)
+                if total <= most:
+                    found[h + t] = min(found.get(h + t, most), total)
+    return sorted((d, w) for w, d in found.items())
+
+
+@lru_cache(maxsize=4)
+def _coded(
+    vocabulary: frozenset[str],
+) -> tuple[tuple[str, ...], tuple[NDArray[np.int64], NDArray[np.int64]], NDArray[np.int64]]:
+    """The words of two letters or more of ``vocabulary``, their characters as codes (padded
+    with -1), forwards and backwards, and their lengths."""
+    words = tuple(sorted(w for w in vocabulary if len(w) >= 2))
+    longest = max(map(len, words))
+    forwards = np.full((len(words), longest), -1, np.int64)
+    backwards = np.full((len(words), longest), -1, np.int64)
+    for k, word in enumerate(words):
+        forwards[k, : len(word)] = [ord(c) for c in word]
+        backwards[k, : len(word)] = [ord(c) for c in reversed(word)]
+    return words, (forwards, backwards), np.asarray([len(w) for w in words])
+
+
+def _prefix_distances(
+    codes: NDArray[np.int64], lengths: NDArray[np.int64], text: str
+) -> NDArray[np.int64]:
+    """Edit distance of every word (``codes``, one row each, ``lengths`` long) to every
+    prefix of ``text``: (words, len(text) + 1). One dynamic-programming row per character of
+    the words for all of them at once; the row's left-to-right step is a running minimum."""
+    size = len(text)
+    read = np.asarray([ord(c) for c in text], np.int64)
+    steps = np.arange(size + 1)
+    row = np.tile(steps, (len(codes), 1))
+    out = row.copy()
+    for i in range(1, codes.shape[1] + 1):
+        base = row + 1
+        base[:, 0] = i
+        base[:, 1:] = np.minimum(base[:, 1:], row[:, :-1] + (codes[:, i - 1, None] != read))
+        row = steps + np.minimum.accumulate(base - steps, axis=1)
+        done = lengths == i
+        out[done] = row[done]
+    return out
 
 
 def spellings(text: str, vocabulary: frozenset[str]) -> list[str]:
@@ -209,20 +290,47 @@ class Speller:
         for k, (was, now) in enumerate(zip(said, meant, strict=True)):
             if was == now:
                 continue
-            letters = re.sub(r"[^A-Za-z]", "", was)
-            if not letters:
-                continue
-            most = min(2, distance(was.upper(), now.upper()) + 1)
-            near = nearby(letters, self._names, most)
-            near |= {w for w in self._own if distance(letters.upper(), w) <= most}
-            for name in near:
-                if name != now.upper():
-                    rivals += ["".join([*meant[:k], s, *meant[k + 1 :]]) for s in _styles(name)]
+            for part, before, after, meant_part in _pieces(was, now, self._vocabulary):
+                letters = re.sub(r"[^A-Za-z]", "", part)
+                if not letters:
+                    continue
+                most = min(2, distance(part.upper(), meant_part.upper()) + 1)
+                near = nearby(letters, self._names, most)
+                near |= {w for w in self._own if distance(letters.upper(), w) <= most}
+                rivals += [
+                    "".join([*meant[:k], before, s, after, *meant[k + 1 :]])
+                    for name in near
+                    if name != meant_part.upper()
+                    for s in _styles(name)
+                ]
         rivals = [r for r in rivals if all(c in index for c in r)]
         if not rivals:
             return text, support, math.inf
         rival = ctc_log_likelihoods(log_probs, [[index[c] for c in r] for r in rivals])
         return text, support, float(scores[best] - rival.max())
+
+
+def _pieces(was: str, now: str, vocabulary: frozenset[str]) -> list[tuple[str, str, str, str]]:
+    """Where a name could stand in place of the word ``was`` spelled ``now``: the word whole,
+    and for two clinical words glued (:func:`_glued_near`) each of the two, in every way the
+    reading's letters divide between them as the spelling's edits do. Each as (part read,
+    text before it in the spelling, text after it, the part spelled)."""
+    out = [(was, "", "", now)]
+    if now.upper() in vocabulary or not now.isalpha():
+        return out
+    edits = distance(was.upper(), now.upper())
+    for cut in range(2, len(now) - 1):
+        head, tail = now[:cut], now[cut:]
+        if head.upper() not in vocabulary or tail.upper() not in vocabulary:
+            continue
+        for split in range(1, len(was)):
+            first, second = was[:split], was[split:]
+            if (
+                distance(first.upper(), head.upper()) + distance(second.upper(), tail.upper())
+                == edits
+            ):
+                out += [(first, "", tail, head), (second, head, "", tail)]
+    return out
 
 
 def _alnum(text: str) -> str:
