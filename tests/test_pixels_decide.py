@@ -660,3 +660,35 @@ def test_a_date_with_its_month_misread_identifies() -> None:
         assert decision.verdict is Verdict.IDENTIFYING, text
     for label in ("MAP 2", "12 cm", "Gn 60 DR 65", "PW 2.5 cm/s", "D1 1.23 cm", "FPS 28"):
         assert classifier.decide(label).verdict is Verdict.CLINICAL, label
+
+
+def test_a_second_box_over_a_kept_label_is_painted_around_it(cleaner: PixelCleaner) -> None:
+    """Pixel bench seed 11, image 44: a big 'R' read in its own box, and a second box over
+    it that took in a bright band of speckle below, read 'T R': the second box is painted
+    around the label's box, not over it (the 'R' stays; TEER, a surname, read unsure). Not
+    where the rest of its reading is long enough to identify, a reading of it identifies
+    (however unsure), or a sure one holds a name."""
+    label = Line(Box(67, 360, 136, 46), "R", 0.93, 1)
+    second = Line(Box(58, 366, 147, 42), "T R", 0.53, 1, (("TEER", 0.46),))
+    found = cleaner._judge(0, [label, second], Classifier([]), (512, 512))
+
+    def painted(found: list[Any]) -> np.ndarray:
+        out = np.zeros((512, 512), bool)
+        for f in found:
+            if f.redacted:
+                b = f.box.grow(cleaner.policy.margin, 512, 512)
+                out[b.y : b.y + b.h, b.x : b.x + b.w] = True
+        return out
+
+    assert not painted(found)[363:403, 70:200].any()  # the label's box, short of the margin
+    assert painted(found)[366:408, 58:62].all() and painted(found)[407, 58:205].all()
+    # found so in the read after painting (the bench's case), the label kept before
+    kept = [f for f in found if not f.redacted and f.text == "R"]
+    again = cleaner._judge(0, [second], Classifier([]), (512, 512), earlier=tuple(kept))
+    assert (
+        kept and not painted(again)[363:403, 70:200].any() and painted(again)[366:408, 58:62].all()
+    )
+    for text, others in (("TRM R", ()), ("T R", (("ROSS R", 0.6),)), ("T R", (("Dr Ross", 0.2),))):
+        other = replace(second, text=text, others=others)
+        found = cleaner._judge(0, [label, other], Classifier([]), (512, 512))
+        assert painted(found)[366:406, 67:203].all(), (text, others)  # the whole box

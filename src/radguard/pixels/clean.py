@@ -248,6 +248,7 @@ class PixelCleaner:
                 )
         if view is not None:
             items = _read_whole(items, view, earlier)
+        items = _around_kept(items, classifier, self.policy.margin, earlier)
         found = items + self._rows(frame, items + unread, classifier)
         kept = [f.box for f in found if not f.redacted]
         found = [
@@ -953,6 +954,72 @@ def _read_whole(
                     break
         out.append(item)
     return out
+
+
+def _around_kept(
+    items: list[TextFound],
+    classifier: Classifier,
+    margin: int,
+    earlier: tuple[TextFound, ...] = (),
+) -> list[TextFound]:
+    """Lines to be painted as unknown text over a kept clinical label whose reading is the
+    label's and a character or two besides (a second box over a big ``R`` that took in a
+    bright band of speckle below it, read ``T R``): painted around the label's box, not over
+    it. The label's box, read surely as the label alone, is where its pixels stay; the rest of
+    the line's box is painted as the whole would have been. Only where the label's box lies
+    mostly (``_WHOLE_SHARE``) in the line's, no reading of the line identifies and none read
+    at ``_SECOND_LOW`` or more holds a name. Labels are those read as such now, or
+    ``earlier`` (kept in an earlier read: the re-read after painting finds such boxes)."""
+    labels = [
+        f
+        for f in (*earlier, *items)
+        if f.verdict is Verdict.CLINICAL
+        and not f.redacted
+        and _ALNUM.search(f.text)
+        and f.why not in (_TOO_SHORT, _READ_WHOLE)
+    ]
+    if not labels:
+        return items
+    out: list[TextFound] = []
+    for item in items:
+        label = (
+            next((f for f in labels if _holds_label(item, f, classifier)), None)
+            if item.verdict is Verdict.UNKNOWN and item.redacted
+            else None
+        )
+        if label is None:
+            out.append(item)
+            continue
+        box, theirs = item.box, label.box
+        x0, y0 = max(box.x, theirs.x), max(box.y, theirs.y)
+        x1 = min(box.x + box.w, theirs.x + theirs.w)
+        y1 = min(box.y + box.h, theirs.y + theirs.h)
+        out += [
+            replace(item, box=b, span=box.w)
+            for b in _around(box, Box(x0, y0, x1 - x0, y1 - y0), margin)
+        ]
+    return out
+
+
+def _holds_label(item: TextFound, label: TextFound, classifier: Classifier) -> bool:
+    """``item``'s box holds most of ``label``'s, its reading is the label's words and under
+    :data:`_SHORTEST` characters besides, and no reading of it identifies or holds a name."""
+    if item.box.overlap(label.box) < _WHOLE_SHARE * label.box.area:
+        return False
+    words, theirs = item.text.split(), label.text.split()
+    starts = [
+        k for k in range(len(words) - len(theirs) + 1) if words[k : k + len(theirs)] == theirs
+    ]
+    if not starts or len(words) == len(theirs):
+        return False
+    rest = words[: starts[0]] + words[starts[0] + len(theirs) :]
+    if len(_ALNUM.findall(" ".join(rest))) >= _SHORTEST:
+        return False
+    readings = [item.text] + [t for t, _ in item.others]
+    if any(classifier.decide(t).verdict is Verdict.IDENTIFYING for t in readings):
+        return False  # unsure identifying readings count here too
+    named = [item.text] + [t for t, p in item.others if p >= _SECOND_LOW]
+    return not any(map(reads_as_name, named))  # as for a line cut to its glyphs (_split)
 
 
 def _ink_inside(box: Box, label: Box, view: Image, most: int) -> bool:

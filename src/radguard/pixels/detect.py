@@ -36,7 +36,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -274,11 +274,9 @@ def read_boxes(
     first, other = (found.work, found.fused) if found.busy else (found.fused, found.work)
     lines = engine.read(first, boxes) if boxes else []
     weak = [k for k, line in enumerate(lines) if line.score < _WEAK]
-    seconds: dict[int, list[tuple[str, float]]] = {}
+    took = _Doubted()
+    seconds = took.seconds
     kept_other: set[int] = set()  # lines whose kept reading is the other view's
-    tights: dict[int, tuple[Box, str, float, int]] = {}  # readings within the glyphs
-    spelled: dict[int, str] = {}
-    tight_spelled: dict[int, str] = {}  # ...and of the reading within the glyphs
     if weak:
         again = engine.read(other, [boxes[k] for k in weak])
         for k, line in zip(weak, again, strict=True):
@@ -298,71 +296,12 @@ def read_boxes(
             # an engine with a second recognizer reads the lines in doubt with it too, and
             # gives its own recognizer's other likely readings, on the view whose reading was
             # kept: any that identifies makes the line identifying (clean._second_opinion)
-            read_second = getattr(engine, "read_second", None)
-            read_more = getattr(engine, "read_alternatives", None)
             for view, group in (
                 (first, [k for k in unsure if k not in kept_other]),
                 (other, [k for k in unsure if k in kept_other]),
             ):
-                if not group:
-                    continue
-                second = read_second(view, [boxes[k] for k in group]) if read_second else None
-                if second is not None:
-                    for k, line in zip(group, second, strict=True):
-                        seconds.setdefault(k, []).append((line.text, line.score))
-                # the reader's class probabilities for the boxes, once, when a spelling is
-                # asked for: its other likely readings and the spelling both weigh them
-                line_probs = getattr(engine, "line_probs", None)
-                weighed = (
-                    line_probs(view, [boxes[k] for k in group])
-                    if spell is not None and line_probs is not None
-                    else None
-                )
-                if read_more is not None:
-                    group_lines = [replace(lines[k], box=boxes[k]) for k in group]
-                    more = (
-                        read_more(view, group_lines, weighed[1])
-                        if weighed is not None
-                        else read_more(view, group_lines)
-                    )
-                    for k, alternatives in zip(group, more, strict=True):
-                        seconds.setdefault(k, []).extend(alternatives)
-                # the box a little wider: a faint first or last letter the box cut or the
-                # reader dropped ('DOMEN' of ABDOMEN) may read in full
-                rows, cols = view.shape[:2]
-                weigh = line_probs if spell is not None else None
-                wider = [_widened(boxes[k], cols, rows) for k in group]
-                widely, wide = _read_weighed(engine, view, wider, weigh)
-                for k, line in zip(group, widely, strict=True):
-                    seconds.setdefault(k, []).append((line.text, line.score))
-                # the clinical spelling the recognizer's own output for the box supports, where
-                # it read a label a letter or two wrong (PIGHT FIDNEY LONG); else the wider
-                # box's, on its own output: the letters the box cut off may make it a label
-                # (PF 4.0 kHz)
-                if spell is not None and weighed is not None and wide is not None:
-                    own = spelled_boxes(spell, *weighed)
-                    rest = [i for i, text in enumerate(own) if not text]
-                    charset, per_box = wide
-                    widest = spelled_boxes(spell, charset, [per_box[i] for i in rest])
-                    found_wide = dict(zip(rest, widest, strict=True))
-                    for i, k in enumerate(group):
-                        if text := own[i] or found_wide.get(i):
-                            spelled[k] = text
-                # and narrowed to its row of glyphs, where speckle beside them was read too
-                narrowed = [(k, *t) for k in group if (t := _tight(found.strokes, boxes[k], cols))]
-                read, narrow = _read_weighed(engine, view, [b for _, b, _, _ in narrowed], weigh)
-                for (k, _, b, glyphs), line in zip(narrowed, read, strict=True):
-                    tights[k] = (found.to_image(b), line.text, line.score, glyphs)
-                # ...its reading there spelled too, where it is still in doubt ('me C SBCEEN
-                # LONG' read 'SPCEEN LONG' within its glyphs: SPLEEN LONG)
-                if spell is not None and narrow is not None:
-                    charset, per_box = narrow
-                    tight_doubt = [i for i, line in enumerate(read) if doubt(line.text)]
-                    probs = [per_box[i] for i in tight_doubt]
-                    tight_texts = spelled_boxes(spell, charset, probs)
-                    for i, text in zip(tight_doubt, tight_texts, strict=True):
-                        if text:
-                            tight_spelled[narrowed[i][0]] = text
+                if group:
+                    _weigh_doubt(found, engine, view, boxes, lines, group, doubt, spell, took)
     return [
         Line(
             found.to_image(box),
@@ -371,12 +310,101 @@ def read_boxes(
             glyph_count(found.strokes, box),
             tuple(seconds.get(k, ())),
             ink_count(found.strokes, box) if k in seconds else 0,
-            tights.get(k),
-            spelled.get(k),
-            tight_spelled.get(k),
+            took.tights.get(k),
+            took.spelled.get(k),
+            took.tight_spelled.get(k),
         )
         for k, (box, line) in enumerate(zip(boxes, lines, strict=True))
     ]
+
+
+@dataclass
+class _Doubted:
+    """What :func:`read_boxes` gathers for lines in doubt, by line: other readings, the
+    clinical spelling, the reading within the row of glyphs and its spelling."""
+
+    seconds: dict[int, list[tuple[str, float]]] = field(default_factory=dict)
+    spelled: dict[int, str] = field(default_factory=dict)
+    tights: dict[int, tuple[Box, str, float, int]] = field(default_factory=dict)
+    tight_spelled: dict[int, str] = field(default_factory=dict)
+
+
+def _weigh_doubt(
+    found: Found,
+    engine: OcrEngine,
+    view: Image,
+    boxes: list[Box],
+    lines: list[Line],
+    group: list[int],
+    doubt: Doubt,
+    spell: Spell | None,
+    took: _Doubted,
+) -> None:
+    """Lines ``group`` in doubt, read on ``view`` (the one whose reading was kept): the
+    engine's second recognizer and its other likely readings, the box a little wider, and
+    the box narrowed to its row of glyphs, each into ``took``; and where ``spell`` is
+    given, the clinical spellings the recognizer's output supports for the box (else the
+    wider box) and for the row of glyphs."""
+    seconds = took.seconds
+    read_second = getattr(engine, "read_second", None)
+    read_more = getattr(engine, "read_alternatives", None)
+    second = read_second(view, [boxes[k] for k in group]) if read_second else None
+    if second is not None:
+        for k, line in zip(group, second, strict=True):
+            seconds.setdefault(k, []).append((line.text, line.score))
+    # the reader's class probabilities for the boxes, once, when a spelling is
+    # asked for: its other likely readings and the spelling both weigh them
+    line_probs = getattr(engine, "line_probs", None)
+    weighed = (
+        line_probs(view, [boxes[k] for k in group])
+        if spell is not None and line_probs is not None
+        else None
+    )
+    if read_more is not None:
+        group_lines = [replace(lines[k], box=boxes[k]) for k in group]
+        more = (
+            read_more(view, group_lines, weighed[1])
+            if weighed is not None
+            else read_more(view, group_lines)
+        )
+        for k, alternatives in zip(group, more, strict=True):
+            seconds.setdefault(k, []).extend(alternatives)
+    # the box a little wider: a faint first or last letter the box cut or the
+    # reader dropped ('DOMEN' of ABDOMEN) may read in full
+    rows, cols = view.shape[:2]
+    weigh = line_probs if spell is not None else None
+    wider = [_widened(boxes[k], cols, rows) for k in group]
+    widely, wide = _read_weighed(engine, view, wider, weigh)
+    for k, line in zip(group, widely, strict=True):
+        seconds.setdefault(k, []).append((line.text, line.score))
+    # the clinical spelling the recognizer's own output for the box supports, where
+    # it read a label a letter or two wrong (PIGHT FIDNEY LONG); else the wider
+    # box's, on its own output: the letters the box cut off may make it a label
+    # (PF 4.0 kHz)
+    if spell is not None and weighed is not None and wide is not None:
+        own = spelled_boxes(spell, *weighed)
+        rest = [i for i, text in enumerate(own) if not text]
+        charset, per_box = wide
+        widest = spelled_boxes(spell, charset, [per_box[i] for i in rest])
+        found_wide = dict(zip(rest, widest, strict=True))
+        for i, k in enumerate(group):
+            if text := own[i] or found_wide.get(i):
+                took.spelled[k] = text
+    # and narrowed to its row of glyphs, where speckle beside them was read too
+    narrowed = [(k, *t) for k in group if (t := _tight(found.strokes, boxes[k], cols))]
+    read, narrow = _read_weighed(engine, view, [b for _, b, _, _ in narrowed], weigh)
+    for (k, _, b, glyphs), line in zip(narrowed, read, strict=True):
+        took.tights[k] = (found.to_image(b), line.text, line.score, glyphs)
+    # ...its reading there spelled too, where it is still in doubt ('me C SBCEEN
+    # LONG' read 'SPCEEN LONG' within its glyphs: SPLEEN LONG)
+    if spell is not None and narrow is not None:
+        charset, per_box = narrow
+        tight_doubt = [i for i, line in enumerate(read) if doubt(line.text)]
+        probs = [per_box[i] for i in tight_doubt]
+        tight_texts = spelled_boxes(spell, charset, probs)
+        for i, text in zip(tight_doubt, tight_texts, strict=True):
+            if text:
+                took.tight_spelled[narrowed[i][0]] = text
 
 
 # an engine's per-step class probabilities for boxes, with its characters (line_probs)
