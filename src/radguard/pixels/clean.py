@@ -919,14 +919,7 @@ def _read_whole(
     read), not lines kept as too short to identify nor kept by this rule. A line so kept
     carries the label's reading, not its own (reports show clinical text unmasked). Lines with an
     identifying reading, or whose verdict is not unknown, stand as they are."""
-    labels = [
-        f
-        for f in (*earlier, *items)
-        if f.verdict is Verdict.CLINICAL
-        and not f.redacted
-        and _ALNUM.search(f.text)
-        and f.why not in (_TOO_SHORT, _READ_WHOLE)
-    ]
+    labels = _read_labels((*earlier, *items))
     if not labels:
         return items
     out = []
@@ -956,6 +949,19 @@ def _read_whole(
     return out
 
 
+def _read_labels(found: tuple[TextFound, ...]) -> list[TextFound]:
+    """The lines of ``found`` kept as read as clinical labels: not those kept as too short to
+    identify, nor for the label whose box they lie in (:func:`_read_whole`)."""
+    return [
+        f
+        for f in found
+        if f.verdict is Verdict.CLINICAL
+        and not f.redacted
+        and _ALNUM.search(f.text)
+        and f.why not in (_TOO_SHORT, _READ_WHOLE)
+    ]
+
+
 def _around_kept(
     items: list[TextFound],
     classifier: Classifier,
@@ -970,14 +976,7 @@ def _around_kept(
     mostly (``_WHOLE_SHARE``) in the line's, no reading of the line identifies and none read
     at ``_SECOND_LOW`` or more holds a name. Labels are those read as such now, or
     ``earlier`` (kept in an earlier read: the re-read after painting finds such boxes)."""
-    labels = [
-        f
-        for f in (*earlier, *items)
-        if f.verdict is Verdict.CLINICAL
-        and not f.redacted
-        and _ALNUM.search(f.text)
-        and f.why not in (_TOO_SHORT, _READ_WHOLE)
-    ]
+    labels = _read_labels((*earlier, *items))
     if not labels:
         return items
     out: list[TextFound] = []
