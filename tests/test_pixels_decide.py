@@ -692,3 +692,154 @@ def test_a_second_box_over_a_kept_label_is_painted_around_it(cleaner: PixelClean
         other = replace(second, text=text, others=others)
         found = cleaner._judge(0, [label, other], Classifier([]), (512, 512))
         assert painted(found)[366:406, 67:203].all(), (text, others)  # the whole box
+
+
+def test_a_row_cut_from_a_word_is_not_kept_apart() -> None:
+    """(Faker stress) The surname PREI cut into rows PRE and I: PRE, a clinical word, would be
+    kept as a row of its own. A row is kept only where no glyph-high ink lies within half its
+    height beside it in its band; specks and ink further off do not count."""
+    from radguard.pixels.clean import _set_apart
+
+    strokes = np.zeros((60, 120), bool)
+    for x in (10, 24, 38):  # P R E: 20 px glyphs
+        strokes[20:40, x : x + 10] = True
+    keep = Box(5, 14, 46, 32)
+    assert _set_apart(strokes, keep)
+    word = strokes.copy()
+    word[20:40, 53:56] = True  # I, 2 px past the kept box
+    assert not _set_apart(word, keep)
+    far = strokes.copy()
+    far[20:40, 70:73] = True  # 19 px off: another word
+    speck = strokes.copy()
+    speck[28:31, 53:55] = True  # a speck beside it
+    assert _set_apart(far, keep) and _set_apart(speck, keep)
+    ascender = strokes.copy()
+    ascender[2:30, 54:57] = True  # mostly above the band, half of it in the band: an l
+    assert not _set_apart(ascender, keep)
+    # a lone lower-case letter cut from a row is a word's end, not a marker
+    from radguard.pixels.clean import _lone_small
+
+    assert _lone_small("y") and _lone_small(" y~")
+    assert not _lone_small("R") and not _lone_small("cm") and not _lone_small("5")
+
+
+def test_the_box_kept_for_a_row_holds_its_own_tails() -> None:
+    """Pixel bench seed 5: a cap-40 serif 'L12-5' whose '5' ends in a piece reaching 2 px
+    below the glyph band was kept only to the band's end, and the paint around it grazed
+    it. A piece mostly inside the band is the row's own: the kept box holds it. A piece
+    mostly below (another line's ink) still bounds the kept box."""
+    strokes = np.zeros((80, 160), bool)
+    for x in (20, 40, 60):
+        strokes[20:40, x : x + 10] = True
+    strokes[30:43, 72:76] = True  # a tail: 10 of its 13 rows in the band
+    box = Box(10, 10, 80, 50)
+    _, keep, _ = _tight(strokes, box, 160, always=True)
+    assert keep.y + keep.h >= 43
+    below = strokes.copy()
+    below[30:43, 72:76] = False
+    below[38:52, 53:57] = True  # mostly below the band: 2 of 14 rows in it
+    _, keep, _ = _tight(below, box, 160, always=True)
+    assert 40 <= keep.y + keep.h <= 42
+
+
+def test_an_identifying_row_with_a_wide_gap_is_read_in_two() -> None:
+    """Pixel bench seed 5: 'R' (cap 24) and a date (cap 32) in one row of one detector box,
+    22 px apart: read as one ('R 05/16/2022') the row identifies and the R was painted. A
+    gap of half the glyphs' height or more cuts it; the sides are read on their own and the
+    cut stands where a side is a sure label. Letter gaps do not cut."""
+    from radguard.pixels.clean import _cut_at, _widest_gap
+
+    strokes = np.zeros((60, 200), bool)
+    strokes[20:40, 10:22] = True  # R
+    for x in (40, 54, 68, 82):  # the date's digits, 4 px apart
+        strokes[20:40, x : x + 10] = True
+    keep, read = Box(5, 14, 92, 32), Box(5, 10, 92, 40)
+    assert _widest_gap(strokes, keep) == (22, 40)
+    left, right = _cut_at(read, keep, (22, 40), strokes)
+    assert left[0].x + left[0].w == right[0].x == 31 and (left[2], right[2]) == (1, 4)
+    close = np.zeros((60, 200), bool)
+    for x in (10, 26, 40, 54):  # letters 4-6 px apart
+        close[20:40, x : x + 10] = True
+    assert _widest_gap(close, keep) is None
+
+    class Engine:
+        def __init__(self, left: str) -> None:
+            self.left = left
+
+        def read(self, image: Any, boxes: list[Any]) -> list[Any]:
+            return [Line(b, self.left if b.x < 30 else "05/16/2022", 0.99) for b in boxes]
+
+    classifier = Classifier(())
+    row = [(read, keep, 5)]
+    whole = [Line(read, "R 05/16/2022", 0.99)]
+    verdicts = [classifier.decide("R 05/16/2022")]
+    assert verdicts[0].verdict is Verdict.IDENTIFYING
+    for left_text, parts in (("R", 2), ("Smith", 1)):
+        cleaner = PixelCleaner(load_policy("research").pixels, engine=Engine(left_text))  # type: ignore[arg-type]
+        cut, lines, decided = cleaner._wide_gaps(
+            row, whole, verdicts, strokes, np.zeros((60, 200), np.uint8), 1, classifier
+        )
+        assert len(cut) == len(lines) == len(decided) == parts, left_text
+    assert [line.text for line in lines] == ["R 05/16/2022"]
+
+
+def test_a_row_of_glyphs_cut_from_a_word_is_not_split_off(cleaner: PixelCleaner) -> None:
+    """(Faker stress) The surname KREPA read within its glyphs as 'PA' (a clinical word):
+    with the frame at hand, the row is kept only where it stands apart from the ink beside
+    it; 'KRE' right beside it makes it part of a word, and the whole line is painted."""
+    view = np.zeros((80, 200), np.uint8)
+    for x in (20, 34, 48, 62, 76):  # K R E P A, 20 px glyphs 4 px apart
+        view[30:50, x : x + 10] = 255
+    box = Box(10, 20, 90, 40)
+    tight = (Box(58, 24, 32, 32), "PA", 0.98, 2)
+    line = Line(box, "KREPA", 0.9, 5, tight=tight)
+    item = cleaner._decide(0, line, Classifier([]))
+    assert item is not None and item.redacted
+    assert cleaner._split(item, line, Classifier([])) is not None  # no frame: split off
+    assert cleaner._split(item, line, Classifier([]), view) is None
+    apart = view.copy()
+    apart[:, :60] = 0  # nothing beside PA
+    assert cleaner._split(item, line, Classifier([]), apart) is not None
+
+
+def _liver_trv() -> np.ndarray:
+    """A frame with 'LIVER TRV' as 10 pieces of ink (each V two strokes), rows 29-39."""
+    view = np.zeros((120, 400), np.uint8)
+    for x, w in ((256, 5), (265, 5), (272, 4), (277, 4), (282, 6), (291, 7), (310, 5)):
+        view[29:39, x : x + w] = 255
+    for x, w in ((318, 7), (326, 4), (331, 4)):
+        view[29:39, x : x + w] = 255
+    return view
+
+
+def test_twin_boxes_over_a_label_are_painted_around_its_glyphs(cleaner: PixelCleaner) -> None:
+    """Pixel bench seed 5, image 9: 'LIVER TRV' (cap 10) kept, read at 0.97, and two twin
+    boxes over it, one read 'SL TVFR TRV' (speckle beside it taken for letters), one
+    unreadable over its lower rows: both were painted over it. Where the label's glyphs
+    stand apart from every other piece of ink, the twins are painted around them."""
+    label = Line(Box(250, 22, 90, 23), "LIVER TRV", 0.97, 10)
+    twins = [
+        Line(Box(234, 22, 106, 15), "SL TVFR TRV", 0.84, 10),
+        Line(Box(224, 36, 66, 14), "JMSTKTP", 0.21, 0, (("JSTKTP", 0.18),)),
+    ]
+    view = _liver_trv()
+
+    def painted(found: list[Any]) -> np.ndarray:
+        out = np.zeros(view.shape, bool)
+        for f in found:
+            if f.redacted:
+                b = f.box.grow(cleaner.policy.margin, 400, 120)
+                out[b.y : b.y + b.h, b.x : b.x + b.w] = True
+        return out
+
+    found = cleaner._judge(0, [label, *twins], Classifier([]), (400, 120), view)
+    assert not painted(found)[29:39, 256:335].any()  # the glyphs
+    assert painted(found)[22:37, 234:250].all() and painted(found)[41:50, 224:290].all()
+    # without the frame, or with a stroke crossing into the glyphs' box, painted over
+    assert painted(cleaner._judge(0, [label, *twins], Classifier([]), (400, 120)))[
+        29:39, 256:290
+    ].any()
+    crossing = view.copy()
+    crossing[34:45, 250:258] = 255  # reaches into the L from outside the glyph row's box
+    found = cleaner._judge(0, [label, *twins], Classifier([]), (400, 120), crossing)
+    assert painted(found)[29:39, 256:290].any()

@@ -79,6 +79,8 @@ _GRAZE = 0.4  # share of the lower box that boxes on rows above and below may ov
 _READ_WHOLE = "read whole in the box of a kept label"
 _WHOLE_SHARE = 0.75  # share of a line's box inside a kept label's for that to stand for it
 _PARTS_WIDE = 3.0  # a painted box this many heights wide may hold rows side by side
+_GLYPH_SHARE = 0.4  # share of a row's glyph height that ink beside it needs to be a glyph
+_SURE_LABEL = 0.9  # confidence of a label whose glyphs, standing apart, no paint goes over
 _BAND_SLACK = 0.4  # a glyph band's height added above and below it (accents, descenders)
 
 
@@ -241,14 +243,14 @@ class PixelCleaner:
             item = self._decide(frame, line, classifier)
             if item is not None:
                 parts = self._parts(item, line, classifier, view) if view is not None else None
-                items.extend(parts or self._split(item, line, classifier) or [item])
+                items.extend(parts or self._split(item, line, classifier, view) or [item])
             else:
                 unread.append(
                     TextFound(frame, line.box, "", line.score, Verdict.UNKNOWN, _UNREAD, False)
                 )
         if view is not None:
             items = _read_whole(items, view, earlier)
-        items = _around_kept(items, classifier, self.policy.margin, earlier)
+        items = _around_kept(items, classifier, self.policy.margin, earlier, view)
         found = items + self._rows(frame, items + unread, classifier)
         kept = [f.box for f in found if not f.redacted]
         found = [
@@ -416,8 +418,13 @@ class PixelCleaner:
             fused = resize(fused, (area.w * factor, area.h * factor))
         boxes = [part.enlarged(factor) for part, _, _ in cut]
         lines = read(fused, boxes)
-        read_as = [found.text for found in lines]  # the readings, before any spelling
         verdicts = [classifier.decide(found.text) for found in lines]
+        # an identifying row with a wide gap in it: a label beside a date ('R  05/16/2022')
+        cut, lines, verdicts = self._wide_gaps(
+            cut, lines, verdicts, strokes, fused, factor, classifier
+        )
+        boxes = [part.enlarged(factor) for part, _, _ in cut]
+        read_as = [found.text for found in lines]  # the readings, before any spelling
         # a row read as neither, spelled as the recognizer supports (J.12-5: L.12-5)
         for k, text in self._spell_parts(fused, boxes, verdicts, classifier).items():
             why = f"clinical label (spelling the recognizer supports: {text})"
@@ -444,6 +451,8 @@ class PixelCleaner:
                 and not reads_as_name(found.text)
                 and not reads_as_name(read_as[k])
                 and not _joins_identifier(read_as, k, classifier)
+                and _set_apart(strokes, keep)
+                and not _lone_small(found.text)
             ):
                 why = f"{verdict.why} (read as a row of its own)"
                 label = TextFound(
@@ -468,6 +477,57 @@ class PixelCleaner:
         paint = _around_all(box, [k.box for k in labels], self.policy.margin)
         return labels + [replace(item, box=b, span=box.w) for b in paint]
 
+    def _wide_gaps(
+        self,
+        cut: list[tuple[Box, Box, int]],
+        lines: list[Line],
+        verdicts: list[Decision],
+        strokes: NDArray[np.bool_],
+        image: Image,
+        factor: int,
+        classifier: Classifier,
+    ) -> tuple[list[tuple[Box, Box, int]], list[Line], list[Decision]]:
+        """Rows (of :meth:`_parts`) read as identifying whose glyphs leave a gap of half
+        their height or more (:func:`_widest_gap`), cut there and each side read on its own;
+        kept cut only where a side reads as a sure clinical label (a laterality marker
+        beside a date, of about its height, in one row). Which sides are kept is for the
+        rules on rows: a side that makes an identifier with the other is not."""
+        splits: dict[int, list[tuple[Box, Box, int]]] = {}
+        for k, ((read_box, keep, _), verdict) in enumerate(zip(cut, verdicts, strict=True)):
+            if verdict.verdict is not Verdict.IDENTIFYING:
+                continue
+            gap = _widest_gap(strokes, keep)
+            if gap is not None:
+                splits[k] = _cut_at(read_box, keep, gap, strokes)
+        if not splits:
+            return cut, lines, verdicts
+        halves = [half for k in splits for half in splits[k]]
+        read = self.engine.read(image, [b.enlarged(factor) for b, _, _ in halves])
+        out_cut: list[tuple[Box, Box, int]] = []
+        out_lines: list[Line] = []
+        out_verdicts: list[Decision] = []
+        by_half = iter(zip(halves, read, strict=True))
+        for k, part in enumerate(cut):
+            if k not in splits:
+                out_cut.append(part)
+                out_lines.append(lines[k])
+                out_verdicts.append(verdicts[k])
+                continue
+            pair = [next(by_half), next(by_half)]
+            decided = [classifier.decide(found.text) for _, found in pair]
+            if not any(
+                found.score >= _SURE and d.verdict is Verdict.CLINICAL
+                for (_, found), d in zip(pair, decided, strict=True)
+            ):
+                out_cut.append(part)
+                out_lines.append(lines[k])
+                out_verdicts.append(verdicts[k])
+                continue
+            out_cut += [half for half, _ in pair]
+            out_lines += [found for _, found in pair]
+            out_verdicts += decided
+        return out_cut, out_lines, out_verdicts
+
     def _spell_parts(
         self, image: Image, boxes: list[Box], verdicts: list[Decision], classifier: Classifier
     ) -> dict[int, str]:
@@ -483,13 +543,17 @@ class PixelCleaner:
         spelled = zip(doubt, spelled_boxes(speller, charset, per_box), strict=True)
         return {k: text for k, text in spelled if text}
 
-    def _split(self, item: TextFound, line: Line, classifier: Classifier) -> list[TextFound] | None:
+    def _split(
+        self, item: TextFound, line: Line, classifier: Classifier, view: Image | None = None
+    ) -> list[TextFound] | None:
         """A line painted as neither identifying nor clinical whose reading within its row of
         glyphs (``Line.tight``: the box narrowed left and right, above and below) is a sure
         clinical label that accounts for every piece of ink there: that part kept, the rest
         of the box painted as the whole was (the detector and the growing over cut strokes
         took in speckle and edges, read as '12 cm wewh"'). Never where any reading of the
-        line identifies or holds a name. None when the line stands as it is."""
+        line identifies or holds a name, nor where (``view`` given) glyph-high ink lies right
+        beside the row (:func:`_set_apart`: the row is part of a word). None when the line
+        stands as it is."""
         if (
             line.tight is None
             or item.verdict is not Verdict.UNKNOWN
@@ -517,6 +581,10 @@ class PixelCleaner:
         named = [line.text] + [t for t, p in line.others if p >= _SECOND_LOW]
         if any(map(reads_as_name, named)):
             return None  # a name read is not overruled by a reading that is a label
+        if view is not None:  # a row of glyphs cut from a word is no label (KREPA: PA)
+            area, _, strokes = _local_ink(view, line.box)
+            if not _set_apart(strokes, box.shifted(-area.x, -area.y)):
+                return None
         why = f"{decision.why} (read within its glyphs)"
         label = TextFound(
             item.frame, box, text, score, decision.verdict, why, False, spelled=decision.spelled
@@ -791,6 +859,84 @@ def _joins_identifier(texts: list[str], k: int, classifier: Classifier) -> bool:
     return False
 
 
+def _widest_gap(strokes: NDArray[np.bool_], keep: Box) -> tuple[int, int] | None:
+    """The widest gap between the glyphs of the row in ``keep`` (pieces 40% of the glyphs'
+    height or more, in their band), as its first and last-plus-one columns, where it is
+    half that height wide or more; else None."""
+    row = glyph_row(strokes, keep)
+    if row.glyphs < 2:
+        return None
+    band = row.end - row.top
+    pieces = ink_pieces(np.ascontiguousarray(strokes[row.top : row.end, keep.x : keep.x + keep.w]))
+    tall = sorted(
+        (int(x), int(x + w)) for x, _, w, h, _ in pieces if h >= max(3, _GLYPH_SHARE * band)
+    )
+    best: tuple[int, int] | None = None
+    reach = tall[0][1] if tall else 0  # the right end of the glyphs so far
+    for x0, x1 in tall[1:]:
+        wide = x0 - reach >= max(3, band / 2)
+        if wide and (best is None or x0 - reach > best[1] - best[0]):
+            best = (keep.x + reach, keep.x + x0)
+        reach = max(reach, x1)
+    return best
+
+
+def _cut_at(
+    read: Box, keep: Box, gap: tuple[int, int], strokes: NDArray[np.bool_]
+) -> list[tuple[Box, Box, int]]:
+    """A row (its box to read, its box to keep) cut in the middle of ``gap``: each side's
+    boxes and the pieces of ink in its kept box that a reading must account for (40% of the
+    row's glyph height or more)."""
+    row = glyph_row(strokes, keep)
+    least = max(3, _GLYPH_SHARE * (row.end - row.top))
+    middle = (gap[0] + gap[1]) // 2
+    out = []
+    for x0, x1 in ((read.x, middle), (middle, read.x + read.w)):
+        k0, k1 = max(x0, keep.x), min(x1, keep.x + keep.w)
+        side = Box(k0, keep.y, k1 - k0, keep.h)
+        region = strokes[side.y : side.y + side.h, side.x : side.x + side.w]
+        pieces = ink_pieces(np.ascontiguousarray(region))
+        count = int((pieces[:, 3] >= least).sum()) if len(pieces) else 0
+        out.append((Box(x0, read.y, x1 - x0, read.h), side, count))
+    return out
+
+
+def _lone_small(text: str) -> bool:
+    """One lower-case letter alone: cut from a row, the end of a word (the y of Sally, apart
+    from the rest in a wide font), not a marker (markers are capitals: R, L, A, P)."""
+    letters = _ALNUM.findall(text)
+    return len(letters) == 1 and letters[0].islower()
+
+
+def _set_apart(strokes: NDArray[np.bool_], keep: Box) -> bool:
+    """A row of glyphs cut from a box (``keep``: the box kept for it, in ``strokes``'
+    coordinates) stands apart from the ink beside it: no piece reaching 40% of its glyphs'
+    height or more into its band (an ascender beside a y) and not wholly in the kept box
+    reaches into that box or lies within half that height of its glyphs. A row cut from a
+    word is no label of its own (the surname PREI cut into PRE and I; KREPA read as PA within
+    its glyphs, E reaching into its box; the y of Sally)."""
+    row = glyph_row(strokes, keep)
+    row = row if row.glyphs else ink_row(strokes, keep)  # letters run together: tall pieces
+    top, bottom = (row.top, row.end) if row.glyphs else (keep.y, keep.y + keep.h)
+    band = bottom - top
+    gap = max(3, band // 2)
+    pieces = ink_pieces(strokes)
+    if not len(pieces):
+        return True
+    x, y, w, h = pieces[:, 0], pieces[:, 1], pieces[:, 2], pieces[:, 3]
+    inside = np.minimum(y + h, bottom) - np.maximum(y, top)
+    tall = inside >= max(3, _GLYPH_SHARE * band)  # a glyph reaching well into the band
+    left, right = keep.x, keep.x + keep.w
+    own = tall & (x >= left) & (x + w <= right)
+    if not own.any():
+        return True
+    first, last = int(x[own].min()), int((x + w)[own].max())  # the row's glyphs
+    others = tall & ~own
+    crosses = others & (x < right) & (x + w > left)  # partly in the kept box
+    near = others & (x + w > first - gap) & (x < last + gap)
+    return not (crosses | near).any()
+
+
 def _around_all(whole: Box, parts: list[Box], margin: int) -> list[Box]:
     """``whole`` but ``parts`` (inside it, side by side), as boxes that, painted with
     ``margin``, reach the edges of each part and not into it: beside the parts the box's
@@ -967,29 +1113,39 @@ def _around_kept(
     classifier: Classifier,
     margin: int,
     earlier: tuple[TextFound, ...] = (),
+    view: Image | None = None,
 ) -> list[TextFound]:
-    """Lines to be painted as unknown text over a kept clinical label whose reading is the
-    label's and a character or two besides (a second box over a big ``R`` that took in a
-    bright band of speckle below it, read ``T R``): painted around the label's box, not over
-    it. The label's box, read surely as the label alone, is where its pixels stay; the rest of
-    the line's box is painted as the whole would have been. Only where the label's box lies
-    mostly (``_WHOLE_SHARE``) in the line's, no reading of the line identifies and none read
-    at ``_SECOND_LOW`` or more holds a name. Labels are those read as such now, or
-    ``earlier`` (kept in an earlier read: the re-read after painting finds such boxes)."""
+    """Lines to be painted as unknown text over a kept clinical label, painted around it
+    instead, where no reading of the line identifies and none read at ``_SECOND_LOW`` or
+    more holds a name:
+    - around the label's box, where the line's reading is the label's and a character or two
+      besides and the label's box lies mostly (``_WHOLE_SHARE``) in the line's (a second
+      box over a big ``R`` that took in a bright band of speckle below it, read ``T R``): the
+      label's box, read surely as the label alone, is where its pixels stay;
+    - around the label's glyphs, where ``view`` (the frame as read) shows them apart from
+      every other piece of ink, no more pieces than twice the label's characters and one,
+      and the label was read at ``_SURE_LABEL`` or more (twin boxes over ``LIVER TRV`` read
+      as speckle and letters, ``SL TVFR TRV``, or unreadable).
+    The rest of the line's box is painted as the whole would have been. Labels are those read
+    as such now, or ``earlier`` (kept in an earlier read: the re-read after painting finds
+    such boxes)."""
     labels = _read_labels((*earlier, *items))
     if not labels:
         return items
     out: list[TextFound] = []
     for item in items:
-        label = (
-            next((f for f in labels if _holds_label(item, f, classifier)), None)
-            if item.verdict is Verdict.UNKNOWN and item.redacted
-            else None
-        )
-        if label is None:
+        keep: Box | None = None
+        if item.verdict is Verdict.UNKNOWN and item.redacted and _no_name(item, classifier):
+            label = next((f for f in labels if _holds_label(item, f)), None)
+            keep = label.box if label is not None else None
+            if keep is None and view is not None:
+                for other in labels:
+                    if (keep := _glyphs_apart(item.box, other, view)) is not None:
+                        break
+        if keep is None:
             out.append(item)
             continue
-        box, theirs = item.box, label.box
+        box, theirs = item.box, keep
         x0, y0 = max(box.x, theirs.x), max(box.y, theirs.y)
         x1 = min(box.x + box.w, theirs.x + theirs.w)
         y1 = min(box.y + box.h, theirs.y + theirs.h)
@@ -1000,9 +1156,47 @@ def _around_kept(
     return out
 
 
-def _holds_label(item: TextFound, label: TextFound, classifier: Classifier) -> bool:
-    """``item``'s box holds most of ``label``'s, its reading is the label's words and under
-    :data:`_SHORTEST` characters besides, and no reading of it identifies or holds a name."""
+def _glyphs_apart(box: Box, label: TextFound, view: Image) -> Box | None:
+    """The box of ``label``'s glyphs (1 px around them) where ``box`` reaches into it, the
+    label was read at ``_SURE_LABEL`` or more, and its glyphs stand apart in ``view``: 1 to
+    twice its characters + 1 pieces of ink (3 px high or more; thin strokes break: a V at cap
+    10 is two pieces) reach into that box, each lying wholly in it; else None."""
+    if label.score < _SURE_LABEL or not box.overlap(label.box):
+        return None
+    area, _, strokes = _local_ink(view, box.union(label.box))
+    theirs = label.box.shifted(-area.x, -area.y)
+    row = glyph_row(strokes, theirs)
+    row = row if row.glyphs else ink_row(strokes, theirs)
+    if not row.glyphs:
+        return None
+    rows, cols = strokes.shape
+    x0, y0 = max(0, row.left - 1), max(0, row.top - 1)
+    x1, y1 = min(cols, row.right + 1), min(rows, row.end + 1)
+    glyphs = Box(x0 + area.x, y0 + area.y, x1 - x0, y1 - y0)
+    if not box.overlap(glyphs):
+        return None
+    pieces = ink_pieces(strokes)
+    x, y, w, h = pieces[:, 0], pieces[:, 1], pieces[:, 2], pieces[:, 3]
+    touch = (x < x1) & (x + w > x0) & (y < y1) & (y + h > y0) & (h >= 3)
+    inside = (x >= x0) & (x + w <= x1) & (y >= y0) & (y + h <= y1)
+    if not 1 <= touch.sum() <= 2 * len(_ALNUM.findall(label.text)) + 1 or (touch & ~inside).any():
+        return None
+    return glyphs
+
+
+def _no_name(item: TextFound, classifier: Classifier) -> bool:
+    """No reading of ``item`` identifies (however unsure), and none read at ``_SECOND_LOW``
+    or more holds a name (as for a line cut to its glyphs, :meth:`PixelCleaner._split`)."""
+    readings = [item.text] + [t for t, _ in item.others]
+    if any(classifier.decide(t).verdict is Verdict.IDENTIFYING for t in readings):
+        return False
+    named = [item.text] + [t for t, p in item.others if p >= _SECOND_LOW]
+    return not any(map(reads_as_name, named))
+
+
+def _holds_label(item: TextFound, label: TextFound) -> bool:
+    """``item``'s box holds most of ``label``'s, and its reading is the label's words and
+    under :data:`_SHORTEST` characters besides."""
     if item.box.overlap(label.box) < _WHOLE_SHARE * label.box.area:
         return False
     words, theirs = item.text.split(), label.text.split()
@@ -1012,13 +1206,7 @@ def _holds_label(item: TextFound, label: TextFound, classifier: Classifier) -> b
     if not starts or len(words) == len(theirs):
         return False
     rest = words[: starts[0]] + words[starts[0] + len(theirs) :]
-    if len(_ALNUM.findall(" ".join(rest))) >= _SHORTEST:
-        return False
-    readings = [item.text] + [t for t, _ in item.others]
-    if any(classifier.decide(t).verdict is Verdict.IDENTIFYING for t in readings):
-        return False  # unsure identifying readings count here too
-    named = [item.text] + [t for t, p in item.others if p >= _SECOND_LOW]
-    return not any(map(reads_as_name, named))  # as for a line cut to its glyphs (_split)
+    return len(_ALNUM.findall(" ".join(rest))) < _SHORTEST
 
 
 def _ink_inside(box: Box, label: Box, view: Image, most: int) -> bool:

@@ -573,10 +573,16 @@ def _tight(
     top, end = max(box.y, row.top - room), min(box.y + box.h, row.end + room)
     across = (x < right) & (x + w > left) & (h >= 3)
     middle = 2 * y + h  # twice a piece's middle row: pieces mostly above or below the band
-    for k in np.flatnonzero(across & (middle > row.top + row.end) & (y < end)):
+    inside = np.minimum(y + h, row.end) - np.maximum(y, row.top)
+    foreign = across & (2 * inside < h)  # (the row's own pieces, a serif or a tail, are not)
+    for k in np.flatnonzero(foreign & (middle > row.top + row.end) & (y < end)):
         end = max(row.end, min(end, int(y[k])))  # are left out of the kept box, not cut
-    for k in np.flatnonzero(across & (middle < row.top + row.end) & (y + h > top)):
+    for k in np.flatnonzero(foreign & (middle < row.top + row.end) & (y + h > top)):
         top = min(row.top, max(top, int(y[k] + h[k])))
+    own = across & ~foreign
+    if own.any():  # the row's own ink stays whole in the kept box, as far as the room goes
+        end = max(end, min(box.y + box.h, row.end + room, int((y + h)[own].max())))
+        top = min(top, max(box.y, row.top - room, int(y[own].min())))
     touch = across & (y < end) & (y + h > top)
     glyphs = touch & ((h >= max(3.0, _GLYPH_SHARE * band)) | mark)
     # ink beside the row's columns too small to count (small text, specks in the padding)
