@@ -34,6 +34,7 @@ from radguard.pixels.classify import (
 from radguard.pixels.detect import (
     ALNUM,
     GLYPH_ROW,
+    GLYPH_SHARE,
     Pass,
     ScanStats,
     find_text,
@@ -79,7 +80,6 @@ _GRAZE = 0.4  # share of the lower box that boxes on rows above and below may ov
 _READ_WHOLE = "read whole in the box of a kept label"
 _WHOLE_SHARE = 0.75  # share of a line's box inside a kept label's for that to stand for it
 _PARTS_WIDE = 3.0  # a painted box this many heights wide may hold rows side by side
-_GLYPH_SHARE = 0.4  # share of a row's glyph height that ink beside it needs to be a glyph
 _SURE_LABEL = 0.9  # confidence of a label whose glyphs, standing apart, no paint goes over
 _BAND_SLACK = 0.4  # a glyph band's height added above and below it (accents, descenders)
 
@@ -433,13 +433,8 @@ class PixelCleaner:
         identifying = [v for v in verdicts if v.verdict is Verdict.IDENTIFYING]
         if item.verdict is Verdict.UNKNOWN and identifying:  # a part identifies: the line does
             item = replace(item, verdict=Verdict.IDENTIFYING, why=f"a part {identifying[0].why}")
-        elif item.verdict is Verdict.UNKNOWN:
-            readings = [item.text, line.text] + [t for t, _ in line.others]
-            if any(classifier.decide(t).verdict is Verdict.IDENTIFYING for t in readings):
-                return None
-            named = [line.text] + [t for t, p in line.others if p >= _SECOND_LOW]
-            if any(map(reads_as_name, named)):
-                return None
+        elif item.verdict is Verdict.UNKNOWN and not _no_name(*_readings(item, line), classifier):
+            return None
         kept: dict[int, TextFound] = {}  # by part
         for k, ((_, keep, pieces), found, verdict) in enumerate(
             zip(cut, lines, verdicts, strict=True)
@@ -575,11 +570,7 @@ class PixelCleaner:
             return None
         if len(_ALNUM.findall(text)) + 1 < pieces:
             return None  # ink the reading did not account for: it may be anything
-        readings = [item.text, line.text] + [t for t, _ in line.others]
-        if any(classifier.decide(t).verdict is Verdict.IDENTIFYING for t in readings):
-            return None  # unsure identifying readings count here too
-        named = [line.text] + [t for t, p in line.others if p >= _SECOND_LOW]
-        if any(map(reads_as_name, named)):
+        if not _no_name(*_readings(item, line), classifier):
             return None  # a name read is not overruled by a reading that is a label
         if view is not None:  # a row of glyphs cut from a word is no label (KREPA: PA)
             area, _, strokes = _local_ink(view, line.box)
@@ -869,7 +860,7 @@ def _widest_gap(strokes: NDArray[np.bool_], keep: Box) -> tuple[int, int] | None
     band = row.end - row.top
     pieces = ink_pieces(np.ascontiguousarray(strokes[row.top : row.end, keep.x : keep.x + keep.w]))
     tall = sorted(
-        (int(x), int(x + w)) for x, _, w, h, _ in pieces if h >= max(3, _GLYPH_SHARE * band)
+        (int(x), int(x + w)) for x, _, w, h, _ in pieces if h >= max(3, GLYPH_SHARE * band)
     )
     best: tuple[int, int] | None = None
     reach = tall[0][1] if tall else 0  # the right end of the glyphs so far
@@ -888,7 +879,7 @@ def _cut_at(
     boxes and the pieces of ink in its kept box that a reading must account for (40% of the
     row's glyph height or more)."""
     row = glyph_row(strokes, keep)
-    least = max(3, _GLYPH_SHARE * (row.end - row.top))
+    least = max(3, GLYPH_SHARE * (row.end - row.top))
     middle = (gap[0] + gap[1]) // 2
     out = []
     for x0, x1 in ((read.x, middle), (middle, read.x + read.w)):
@@ -925,7 +916,7 @@ def _set_apart(strokes: NDArray[np.bool_], keep: Box) -> bool:
         return True
     x, y, w, h = pieces[:, 0], pieces[:, 1], pieces[:, 2], pieces[:, 3]
     inside = np.minimum(y + h, bottom) - np.maximum(y, top)
-    tall = inside >= max(3, _GLYPH_SHARE * band)  # a glyph reaching well into the band
+    tall = inside >= max(3, GLYPH_SHARE * band)  # a glyph reaching well into the band
     left, right = keep.x, keep.x + keep.w
     own = tall & (x >= left) & (x + w <= right)
     if not own.any():
@@ -1135,13 +1126,17 @@ def _around_kept(
     out: list[TextFound] = []
     for item in items:
         keep: Box | None = None
-        if item.verdict is Verdict.UNKNOWN and item.redacted and _no_name(item, classifier):
-            label = next((f for f in labels if _holds_label(item, f)), None)
-            keep = label.box if label is not None else None
-            if keep is None and view is not None:
-                for other in labels:
-                    if (keep := _glyphs_apart(item.box, other, view)) is not None:
-                        break
+        near = [f for f in labels if item.box.overlap(f.box)]
+        if near and item.verdict is Verdict.UNKNOWN and item.redacted:
+            readings = [item.text] + [t for t, _ in item.others]
+            surer = [t for t, p in item.others if p >= _SECOND_LOW]
+            if _no_name(readings, [item.text, *surer], classifier):
+                label = next((f for f in near if _holds_label(item, f)), None)
+                keep = label.box if label is not None else None
+                if keep is None and view is not None:
+                    for other in near:
+                        if (keep := _glyphs_apart(item.box, other, view)) is not None:
+                            break
         if keep is None:
             out.append(item)
             continue
@@ -1184,13 +1179,19 @@ def _glyphs_apart(box: Box, label: TextFound, view: Image) -> Box | None:
     return glyphs
 
 
-def _no_name(item: TextFound, classifier: Classifier) -> bool:
-    """No reading of ``item`` identifies (however unsure), and none read at ``_SECOND_LOW``
-    or more holds a name (as for a line cut to its glyphs, :meth:`PixelCleaner._split`)."""
-    readings = [item.text] + [t for t, _ in item.others]
+def _readings(item: TextFound, line: Line) -> tuple[list[str], list[str]]:
+    """A painted line's readings, and those that must hold no name: as decided, as first
+    read, and the others (those read at ``_SECOND_LOW`` or more for names)."""
+    surer = [t for t, p in line.others if p >= _SECOND_LOW]
+    return [item.text, line.text] + [t for t, _ in line.others], [line.text, *surer]
+
+
+def _no_name(readings: list[str], named: list[str], classifier: Classifier) -> bool:
+    """None of ``readings`` identifies (unsure ones count too), and none of ``named`` holds
+    a name: a line cut or painted around a label never overrules a reading that may be a
+    name's."""
     if any(classifier.decide(t).verdict is Verdict.IDENTIFYING for t in readings):
         return False
-    named = [item.text] + [t for t, p in item.others if p >= _SECOND_LOW]
     return not any(map(reads_as_name, named))
 
 

@@ -71,7 +71,7 @@ _MAX_ROWS = 12  # rows of changing glyphs beyond which a frame is read in full..
 _MAX_PAIRS = 2_000_000  # ...as when its changing ink holds this many candidate pairs
 _BUSY_INK = 0.06  # share of ink pixels above which a frame is also read as shown
 _TIGHT_ROOM = 0.3  # a row of glyphs' height kept above and below it when a line is narrowed
-_GLYPH_SHARE = 0.4  # ...and the share of it a piece of ink needs to be counted as a glyph
+GLYPH_SHARE = 0.4  # ...and the share of it a piece of ink needs to be counted as a glyph
 _SEGMENTS = 6  # rows of glyphs side by side a detector box is cut into at most...
 _SEGMENT_LEAST = 8  # ...each kept box this many pixels high at least (rows of specks: none)
 
@@ -536,7 +536,7 @@ def _tight(
     ink reach into the kept box that a reading must account for. The kept box has half a
     row's height each side and ``_TIGHT_ROOM`` of it above and below, less where ink lying
     mostly above or below the row reaches in (left to the paint, not cut). Pieces counted:
-    ``_GLYPH_SHARE`` of the row's height or more (speckle's specks are smaller than a
+    ``GLYPH_SHARE`` of the row's height or more (speckle's specks are smaller than a
     label's glyphs) and marks between glyphs, and smaller ones 5 px high or more within the
     row's columns when three of them line up as a row of glyphs of their own; smaller ink
     beside the row's columns (small text or specks in the padding) is left out of the kept
@@ -584,7 +584,7 @@ def _tight(
         end = max(end, min(box.y + box.h, row.end + room, int((y + h)[own].max())))
         top = min(top, max(box.y, row.top - room, int(y[own].min())))
     touch = across & (y < end) & (y + h > top)
-    glyphs = touch & ((h >= max(3.0, _GLYPH_SHARE * band)) | mark)
+    glyphs = touch & ((h >= max(3.0, GLYPH_SHARE * band)) | mark)
     # ink beside the row's columns too small to count (small text, specks in the padding)
     # is left to the paint: the kept box stops short of it
     kept_left, kept_right = left, right

@@ -129,12 +129,16 @@ def _near_words(word: str, vocabulary: frozenset[str]) -> tuple[str, ...]:
 def _slips(read: str, word: str, most: int) -> int | None:
     """The edit distance from ``read`` to the clinical ``word`` where it is ``most`` or less
     and ``word`` keeps the ends that :func:`_near_words` asks of it; else None."""
-    if abs(len(word) - len(read)) > most:
-        return None
-    if len(word) < min(len(read), _END_KEPT) and (word[0], word[-1]) != (read[0], read[-1]):
+    if abs(len(word) - len(read)) > most or not _ends_kept(read, word):
         return None
     found = distance(read, word)
     return found if found <= most else None
+
+
+def _ends_kept(read: str, word: str) -> bool:
+    """A clinical ``word`` shorter than ``read`` and under :data:`_END_KEPT` letters keeps
+    its first and last letters (see :func:`_near_words`)."""
+    return len(word) >= min(len(read), _END_KEPT) or (word[0], word[-1]) == (read[0], read[-1])
 
 
 def _glued_near(upper: str, vocabulary: frozenset[str], most: int) -> list[tuple[int, str]]:
@@ -154,13 +158,13 @@ def _glued_near(upper: str, vocabulary: frozenset[str], most: int) -> list[tuple
         near_tails = np.flatnonzero(tails[:, size - cut] <= spare)
         for k in near_heads:
             h = words[k]
-            if _slips(head, h, most) is None:
+            if not _ends_kept(head, h):
                 continue
             for m in near_tails:
                 t = words[m]
                 if heads[k, cut] + tails[m, size - cut] > most or max(len(h), len(t)) < 4:
                     continue
-                if h + t in vocabulary or _slips(tail, t, most) is None:
+                if h + t in vocabulary or not _ends_kept(tail, t):
                     continue
                 total = distance(upper, h + t)
                 if total <= most:
